@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Set up everything the project needs; re-running when nothing changed takes seconds.
+#   - Debian packages for the tests (chromium for the HTML report, slurm-wlm + munge for the
+#     SLURM tests, maven for assembling Nextflow) when running as root and missing;
+#   - the Python venv .venv from requirements.lock.txt (the one source of pins). With
+#     UNICOAL_VENV_CACHE set (CI), the venv lives in $UNICOAL_VENV_CACHE/<hash of pins> and
+#     .venv is a symlink to it, so clean clones reuse it;
+#   - a `nextflow` command in .venv/bin (scripts/install_nextflow.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PY=${PYTHON:-python3}
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+# --- Debian packages (only what is missing; only as root) ----------------------------------
+APT_PACKAGES=(chromium slurm-wlm munge maven)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        log "installing Debian packages: ${missing[*]}"
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    else
+        log "warning: missing Debian packages ${missing[*]} (needed only for the report/SLURM tests); install them with your package manager"
+    fi
+fi
+
+# --- Python venv ----------------------------------------------------------------------------
+pins_hash=$( (cat requirements.lock.txt; $PY -c 'import sys; print(sys.version)') | sha256sum | cut -c1-16)
+if [ -n "${UNICOAL_VENV_CACHE:-}" ]; then
+    venv="$UNICOAL_VENV_CACHE/$pins_hash"
+    mkdir -p "$UNICOAL_VENV_CACHE"
+    if [ -e .venv ] && [ ! -L .venv ]; then rm -rf .venv; fi
+    ln -sfn "$venv" .venv
+else
+    venv="$ROOT/.venv"
+    if [ -L .venv ]; then rm -f .venv; fi
+fi
+if [ "$(cat "$venv/.pins-hash" 2>/dev/null)" != "$pins_hash" ]; then
+    log "creating Python environment in $venv (a few minutes, ~7 GB)"
+    rm -rf "$venv"
+    $PY -m venv "$venv"
+    "$venv/bin/pip" install -q --upgrade pip
+    "$venv/bin/pip" install -q -r requirements.lock.txt
+    echo "$pins_hash" > "$venv/.pins-hash"
+else
+    log "Python environment up to date ($venv)"
+fi
+# the package itself (editable, no dependency resolution: seconds)
+if ! "$venv/bin/python" -c 'import unicoal, pathlib, sys; sys.exit(0 if pathlib.Path(unicoal.__file__).resolve().parent == pathlib.Path(sys.argv[1]).resolve() else 1)' "$ROOT/unicoal" 2>/dev/null; then
+    "$venv/bin/pip" install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1 || "$venv/bin/pip" install -q --no-deps -e .
+fi
+
+# --- Nextflow ------------------------------------------------------------------------------
+if [ -x scripts/install_nextflow.sh ]; then
+    scripts/install_nextflow.sh
+fi
+log "done: activate with 'source .venv/bin/activate' or call .venv/bin/unicoal"

@@ -1,0 +1,3 @@
+from unicoal.cli import main
+
+raise SystemExit(main())
