@@ -1,0 +1,310 @@
+"""Volume synthesis (paper Sec. III-B): traverse every target position, predict, write NIfTI.
+
+One code path for every method (``unicoal synthesize``):
+
+1. the source grid is read from the input's affine (:class:`unicoal.geometry.Grid`);
+2. the target grid is ``geometry.target_grid(source, thickness)`` or, with ``like``, exactly
+   the reference's grid (checked to share the source's slice planes);
+3. ``(n, delta)`` of every target slice comes from ``geometry.slice_positions``;
+4. a :class:`Predictor` (from :data:`unicoal.methods.METHODS`) turns the source volume and the
+   positions into target slices (networks: the ``m`` source slices ``n-1 .. n+2`` per target
+   slice, batched through the EMA generator; interpolation: resampling at ``u = n + delta``);
+5. the volume is written on the target grid (so it overlays the ground truth), atomically,
+   with a JSON sidecar; ``samples > 1`` also writes the voxel-wise mean and standard deviation
+   over latent codes (an uncertainty map).
+
+CMS when the thickness is unchanged, SR when the modality is unchanged, CMSR otherwise;
+non-integer factors (e.g. 5.33x) need nothing special.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from unicoal.data import fit_inplane, from_network, restore_inplane, to_network
+from unicoal.errors import InputError
+from unicoal.geometry import Grid, input_indices, slice_positions, target_grid
+
+__all__ = ["Predictor", "NetworkPredictor", "load_predictor", "build_target_grid", "synthesize", "derived_path"]
+
+
+class Predictor(Protocol):
+    """What ``synthesize`` needs from a method.
+
+    ``predict(volume, n, delta, target, *, seed, batch_size, progress)`` gets the source volume
+    ``[N, A, B]`` (slice axis first, intensities in [0, 1]) and, for every target slice ``k``,
+    its LR index ``n[k]`` and offset ``delta[k]``; it returns ``[K, A, B]`` in [0, 1].
+    ``modalities`` lists the target modalities it can produce (``None``: any, e.g. SR-only
+    interpolation); ``stochastic`` says whether ``seed`` changes the output.
+    """
+
+    name: str
+    stochastic: bool
+    modalities: Sequence[str] | None
+
+    def predict(self, volume: np.ndarray, n: np.ndarray, delta: np.ndarray, target: str | None, *, seed: int = 0, batch_size: int = 16, progress: bool = False) -> np.ndarray: ...
+
+
+class NetworkPredictor:
+    """Slice-wise (2D / 2.5D) networks with the Uni-COAL call convention
+    ``G(x_in [B, m, S, S], delta [B], c_out [B], z [B, z_dim]) -> [B, 1, S, S]``.
+
+    The same latent code ``z`` (drawn from ``seed``) is used for every slice of a volume, so a
+    sample is one coherent volume; source slices outside the volume are replicated (or set to
+    -1 with ``padding="constant"``), as in training.
+    """
+
+    stochastic = True
+
+    def __init__(self, G, *, modalities: Sequence[str], num_inputs: int, resolution: int, padding: str = "replicate", z_dim: int = 0, device: str = "cpu", name: str = "unicoal", amp: bool = True):
+        import torch
+
+        self.G = G.eval().requires_grad_(False)
+        self.modalities = tuple(modalities)
+        self.num_inputs = int(num_inputs)
+        self.resolution = int(resolution)
+        self.padding = padding
+        self.z_dim = int(z_dim)
+        self.device = torch.device(device)
+        self.name = name
+        self.amp = amp and self.device.type == "cuda"
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict, device: str = "cpu") -> "NetworkPredictor":
+        from unicoal.methods import get_method
+
+        spec = get_method(ckpt["method"])
+        model_cfg = spec.model_config(ckpt["model_config"])
+        G, _ = spec.build_models(model_cfg, discriminator=False)
+        G.load_state_dict(ckpt["state_dict"])
+        G.to(device)
+        return cls(G, modalities=ckpt["modalities"], num_inputs=ckpt["num_inputs"], resolution=ckpt["resolution"], padding=ckpt.get("padding", "replicate"), z_dim=int(getattr(model_cfg, "z_dim", 0) or 0), device=device, name=spec.name)
+
+    def predict(self, volume: np.ndarray, n: np.ndarray, delta: np.ndarray, target: str | None, *, seed: int = 0, batch_size: int = 16, progress: bool = False) -> np.ndarray:
+        import contextlib
+
+        import torch
+
+        if target not in self.modalities:
+            raise InputError(None, f"unknown target modality {target!r} for this model", f"use one of {', '.join(self.modalities)}")
+        c_out = self.modalities.index(target)
+        count, a, b = volume.shape
+        idx, inside = input_indices(np.asarray(n), count, self.num_inputs)
+        gen = torch.Generator().manual_seed(int(seed))
+        z = torch.randn(1, self.z_dim, generator=gen) if self.z_dim else None
+        out = np.empty((len(n), a, b), dtype=np.float32)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(n), desc=f"{self.name} {target}", unit="slice", file=sys.stderr, dynamic_ncols=True)
+        ctx = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if self.amp else contextlib.nullcontext
+        with torch.inference_mode():
+            for s in range(0, len(n), batch_size):
+                sl = slice(s, min(s + batch_size, len(n)))
+                x = to_network(volume[idx[sl]].astype(np.float32))  # [B, m, A, B]
+                if self.padding == "constant":
+                    x[~inside[sl]] = -1.0
+                x = torch.from_numpy(fit_inplane(x, self.resolution, -1.0)).to(self.device)
+                bsz = x.shape[0]
+                d = torch.as_tensor(np.asarray(delta[sl], dtype=np.float32), device=self.device)
+                c = torch.full((bsz,), c_out, dtype=torch.int64, device=self.device)
+                zz = z.expand(bsz, -1).to(self.device) if z is not None else None
+                with ctx():
+                    y = self.G(x, d, c, zz)
+                y = from_network(y.float()[:, 0].cpu().numpy())
+                out[sl] = restore_inplane(np.clip(y, 0.0, 1.0), (a, b), 0.0)
+                if bar is not None:
+                    bar.update(bsz)
+        if bar is not None:
+            bar.close()
+        return out
+
+
+def load_predictor(method: str | None, checkpoint: str | os.PathLike | None, device: str = "cpu"):
+    """The predictor of ``method`` (from the checkpoint when given). Returns ``(spec, predictor, ckpt)``."""
+    from unicoal.methods import get_method
+
+    ckpt = None
+    if checkpoint is not None:
+        from unicoal.train.checkpoint import MODEL_FORMAT, inference_export, load_checkpoint
+
+        ckpt = load_checkpoint(checkpoint)
+        if ckpt["format"] != MODEL_FORMAT:
+            ckpt = inference_export(ckpt)  # a training last.pt: use its EMA generator
+        if method is not None and method != ckpt["method"]:
+            raise InputError(checkpoint, f"checkpoint is a {ckpt['method']!r} model, not {method!r}", "drop --method or pass the matching checkpoint")
+        method = ckpt["method"]
+    if method is None:
+        raise InputError(None, "no --checkpoint and no --method given", "pass --checkpoint RUN_DIR/model.pt, or --method linear|cubic|lanczos")
+    spec = get_method(method)
+    if spec.trainable and ckpt is None:
+        raise InputError(None, f"method {method} is learned and needs --checkpoint", "pass the model.pt written by unicoal train")
+    try:
+        pred = spec.predictor(ckpt, device)
+    except (KeyError, RuntimeError) as err:
+        raise InputError(checkpoint, f"checkpoint does not match the {method} network ({type(err).__name__}: {str(err).splitlines()[0][:160]})", "pass a model.pt written by this version of unicoal train") from None
+    return spec, pred, ckpt
+
+
+def build_target_grid(source: Grid, thickness: float | None, like: Grid | None = None) -> Grid:
+    """``target_grid(source, thickness)``, or ``like`` after checking it is compatible."""
+    if like is None:
+        if thickness is None:
+            raise ValueError("give a target thickness or a reference grid")
+        return target_grid(source, float(thickness))
+    like = like.with_slice_axis(source.slice_axis)
+    slice_positions(source, like)  # raises ValueError when incompatible
+    if thickness is not None and abs(like.thickness - thickness) > 1e-3 * max(1.0, thickness):
+        raise ValueError(f"--thickness {thickness} mm differs from the reference's {like.thickness:.4g} mm")
+    return like
+
+
+def derived_path(out: str | os.PathLike, suffix: str) -> Path:
+    """``OUT.nii.gz`` -> ``OUT_<suffix>.nii.gz`` (same folder and extension)."""
+    from unicoal.io import nifti_stem
+
+    p = Path(out)
+    ext = p.name[len(nifti_stem(p)):] or ".nii.gz"
+    return p.with_name(f"{nifti_stem(p)}_{suffix}{ext}")
+
+
+def _check_thickness(thickness: float | None) -> None:
+    if thickness is None:
+        return
+    if not (isinstance(thickness, (int, float)) and math.isfinite(thickness) and thickness > 0):
+        raise InputError(None, f"--thickness must be > 0 mm, got {thickness}", "pass the target slice thickness in mm, e.g. 1.25")
+
+
+def synthesize(
+    inputs: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    to: str,
+    thickness: float | None = None,
+    like: str | os.PathLike | None = None,
+    source_modalities: Sequence[str] | None = None,
+    method: str | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    samples: int = 1,
+    batch_size: int = 16,
+    device: str = "cpu",
+    seed: int = 0,
+    axis: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Synthesize the target volume; returns the sidecar metadata (see module doc)."""
+    from unicoal.cohort.samplesheet import MODALITIES, canonical_modality
+    from unicoal.io import check_writable, load_volume, save_volume, sidecar_path, software_versions, write_json
+    from unicoal.methods import check_task, task_of
+
+    t_start = time.perf_counter()
+    _check_thickness(thickness)
+    if thickness is None and like is None:
+        raise InputError(None, "no target thickness", "pass --thickness MM or --like REFERENCE.nii.gz")
+    target = canonical_modality(to)
+    if target is None:
+        raise InputError(None, f"unknown modality {to!r}", f"use one of {', '.join(MODALITIES)}")
+    if not inputs:
+        raise InputError(None, "no --input given", "pass the source volume with --input IN.nii.gz")
+    sources = [None] * len(inputs)
+    if source_modalities:
+        if len(source_modalities) not in (1, len(inputs)):
+            raise InputError(None, f"{len(source_modalities)} --from values for {len(inputs)} inputs", "give one --from per --input")
+        sources = []
+        for name in list(source_modalities) * (len(inputs) if len(source_modalities) == 1 else 1):
+            canon = canonical_modality(name)
+            if canon is None:
+                raise InputError(None, f"unknown modality {name!r}", f"use one of {', '.join(MODALITIES)}")
+            sources.append(canon)
+    if samples < 1:
+        raise InputError(None, f"--samples must be >= 1, got {samples}", "pass a positive number of samples")
+    if batch_size < 1:
+        raise InputError(None, f"--batch-size must be >= 1, got {batch_size}", "pass a positive batch size")
+    check_writable(out)
+
+    spec, pred, ckpt = load_predictor(method, checkpoint, device)
+    if len(inputs) > spec.max_inputs:
+        raise InputError(inputs[spec.max_inputs], f"method {spec.name} takes {spec.max_inputs} input volume(s), got {len(inputs)}", "pass fewer --input volumes")
+    if pred.modalities is not None and target not in pred.modalities:
+        raise InputError(checkpoint, f"unknown target modality {target!r} for this model (it knows {', '.join(pred.modalities)})", f"use --to {' or --to '.join(pred.modalities)}")
+    data, img = load_volume(inputs[0])
+    try:
+        src = Grid.from_image(img, axis)
+    except ValueError as err:
+        raise InputError(inputs[0], str(err), "check the header or pass --axis") from None
+    for extra in inputs[1:]:
+        _, other = load_volume(extra)
+        if not Grid.from_image(other, src.slice_axis).same_as(src):
+            raise InputError(extra, "grid differs from the first --input", "register all inputs to one grid")
+    like_grid = None
+    if like is not None:
+        _, like_img = load_volume(like, allow_empty=True)
+        like_grid = Grid.from_image(like_img, src.slice_axis)
+    try:
+        tgt = build_target_grid(src, thickness, like_grid)
+        n, delta = slice_positions(src, tgt)
+    except ValueError as err:
+        where = like if like is not None else inputs[0]
+        fix = "resample the reference to the input's in-plane grid" if like is not None else "choose a thickness that fits the volume"
+        raise InputError(where, str(err), fix) from None
+    same_thickness = abs(tgt.thickness - src.thickness) <= 1e-4 * src.thickness and bool(np.allclose(n + delta, np.arange(tgt.num_slices), atol=1e-4))
+    source = sources[0]
+    if source is None and not spec.tasks - {"sr"}:
+        source = target  # an SR-only method: the input is the target modality
+    task = task_of(source, target, same_thickness)
+    check_task(spec, task)
+    lo, hi = float(data.min()), float(data.max())
+    if spec.trainable and (lo < -1e-3 or hi > 1.0 + 1e-3):
+        raise InputError(inputs[0], f"intensities span [{lo:.4g}, {hi:.4g}], expected [0, 1]", "normalise the input first (unicoal normalize)")
+    vol = np.ascontiguousarray(np.moveaxis(data, src.slice_axis, 0))
+    if spec.trainable:
+        vol = np.clip(vol, 0.0, 1.0)
+
+    outs = []
+    for s in range(samples):
+        pred_s = pred.predict(vol, n, delta, target, seed=seed + s, batch_size=batch_size, progress=progress)
+        if not spec.trainable:
+            pred_s = np.clip(pred_s, lo, hi)
+        outs.append(np.moveaxis(pred_s, 0, tgt.slice_axis))
+    assert outs[0].shape == tgt.shape, (outs[0].shape, tgt.shape)
+    meta = {
+        "step": "synthesize",
+        "method": spec.name,
+        "method_display": spec.display,
+        "checkpoint": None if checkpoint is None else str(checkpoint),
+        "inputs": [str(p) for p in inputs],
+        "source_modality": source,
+        "target_modality": target,
+        "task": task,
+        "source_thickness_mm": src.thickness,
+        "target_thickness_mm": tgt.thickness,
+        "scale": src.thickness / tgt.thickness,
+        "like": None if like is None else str(like),
+        "source_grid": src.to_json(),
+        "target_grid": tgt.to_json(),
+        "samples": samples,
+        "seed": seed,
+        "device": str(device),
+        "seconds": None,
+        "versions": software_versions("torch", "nibabel", "numpy"),
+    }
+    written = [Path(out)]
+    save_volume(out, outs[0], tgt.matrix)
+    if samples > 1:
+        stack = np.stack(outs)
+        mean_p, std_p = derived_path(out, "mean"), derived_path(out, "std")
+        save_volume(mean_p, stack.mean(axis=0), tgt.matrix)
+        save_volume(std_p, stack.std(axis=0), tgt.matrix)
+        written += [mean_p, std_p]
+        meta["mean"], meta["std"] = str(mean_p), str(std_p)
+    meta["seconds"] = round(time.perf_counter() - t_start, 3)
+    meta["outputs"] = [str(p) for p in written]
+    write_json(sidecar_path(out), meta)
+    return meta

@@ -1,0 +1,325 @@
+"""The training loop (paper Sec. III-G, IV-B): ``unicoal train`` calls :func:`train`.
+
+One optimiser step = a generator phase (``L_G`` of eq. 7, Adam on G) followed by a
+discriminator phase (non-saturating loss + R1 of eq. 8, Adam on D), then the lr schedule,
+the EMA of G and the counters. Batches are slices drawn by :class:`unicoal.data.SliceDataset`
+in a per-epoch permutation (``DistributedSampler`` semantics), so a step's data depend only on
+(seed, step): a resumed run reads exactly the batches an uninterrupted run would.
+
+Networks plug in through :mod:`unicoal.methods` (``model_config``, ``build_models``) and the
+call convention ``G(x_in, delta, c_out, z) -> [B, 1, S, S]`` and ``D(x_in, y, delta, c_out)
+-> [B]`` (see docs/training.md).
+"""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from unicoal.errors import InputError
+from unicoal.io import write_json
+from unicoal.train.checkpoint import TRAIN_FORMAT, inference_export, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from unicoal.train.config import TrainConfig
+from unicoal.train.distributed import DistInfo, average_gradients, barrier, broadcast_module, cleanup, init_distributed
+from unicoal.train.losses import UniCoalLoss, blur_sigma_at
+
+__all__ = ["Trainer", "train", "StepSampler", "build_dataset", "seed_everything"]
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+class StepSampler:
+    """Indices of one epoch for one rank (a ``DistributedSampler`` permutation) from ``start``.
+
+    Every rank sees ``num_batches * per_rank`` indices; ``start`` skips batches already used
+    (resume in the middle of an epoch).
+    """
+
+    def __init__(self, length: int, *, seed: int, epoch: int, rank: int, world: int, per_rank: int, start_batch: int = 0):
+        from torch.utils.data import DistributedSampler
+
+        self.inner = DistributedSampler(range(length), num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
+        self.inner.set_epoch(epoch)
+        self.per_rank = per_rank
+        self.num_batches = len(self.inner) // per_rank
+        self.start = start_batch * per_rank
+
+    def __iter__(self):
+        stop = self.num_batches * self.per_rank
+        return itertools.islice(iter(self.inner), self.start, stop)
+
+    def __len__(self) -> int:
+        return max(0, self.num_batches * self.per_rank - self.start)
+
+
+def build_dataset(cfg: TrainConfig, samplesheet, split: str | None = None):
+    from dataclasses import replace
+
+    from unicoal.data import SliceDataset
+
+    data_cfg = cfg.data if split is None else replace(cfg.data, split=split)
+    return SliceDataset(samplesheet, data_cfg, seed=cfg.run.seed)
+
+
+class Trainer:
+    """Networks, optimisers, schedules and the step function of one training run.
+
+    Args:
+        cfg: resolved :class:`TrainConfig`.
+        steps_per_epoch: optimiser steps per epoch (for the lr horizon).
+        info: distributed info (rank, world size, device).
+        sam: optional SAM loss module (``None``: built from the config when its weight > 0).
+    """
+
+    def __init__(self, cfg: TrainConfig, steps_per_epoch: int, info: DistInfo | None = None, sam=None):
+        import torch
+
+        from unicoal.methods import get_method
+        from unicoal.train.ema import Ema
+        from unicoal.train.schedule import make_scheduler
+
+        self.cfg = cfg
+        self.info = info or DistInfo()
+        self.device = torch.device(self.info.device)
+        spec = get_method(cfg.method)
+        self.model_cfg = spec.model_config(cfg.model)
+        G, D = spec.build_models(self.model_cfg, discriminator=cfg.loss.adversarial)
+        self.G = G.to(self.device).train()
+        self.D = D.to(self.device).train() if D is not None else None
+        broadcast_module(self.G, self.info)
+        if self.D is not None:
+            broadcast_module(self.D, self.info)
+        o = cfg.optim
+        self.total_steps = int(o.total_steps or max(1, math.ceil(o.epochs * steps_per_epoch)))
+        self.steps_per_epoch = int(steps_per_epoch)
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=o.lr_g, betas=o.betas, eps=o.eps)
+        self.sched_G = make_scheduler(self.opt_G, self.total_steps, o.decay_start)
+        self.opt_D = self.sched_D = None
+        if self.D is not None:
+            self.opt_D = torch.optim.Adam(self.D.parameters(), lr=o.lr_d, betas=o.betas, eps=o.eps)
+            self.sched_D = make_scheduler(self.opt_D, self.total_steps, o.decay_start)
+        self.ema = Ema(self.G, o.ema_halflife_kimg, o.batch_size, o.ema_rampup)
+        if sam is None and cfg.loss.sam_weight > 0:
+            from unicoal.models.sam import SamFeatureLoss
+
+            sam = SamFeatureLoss(encoder=cfg.loss.sam_encoder, checkpoint=cfg.loss.sam_checkpoint)
+        self.sam = sam.to(self.device) if sam is not None and hasattr(sam, "to") else sam
+        use_amp = self.device.type == "cuda" and cfg.run.amp == "bf16"
+        self.autocast: Callable = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
+        self.loss = UniCoalLoss(self.G, self.D, cfg.loss, self.sam, self.autocast)
+        self.z_dim = int(getattr(self.model_cfg, "z_dim", 0) or 0)
+        self.step = 0
+        self.images_seen = 0
+
+    # --- one step ---------------------------------------------------------------------------
+    def to_device(self, batch: dict) -> dict:
+        return {k: (v.to(self.device, non_blocking=True) if hasattr(v, "to") else v) for k, v in batch.items()}
+
+    def draw_z(self, batch: dict):
+        import torch
+
+        if not self.z_dim:
+            return None
+        return torch.randn(batch["x_in"].shape[0], self.z_dim, device=self.device)
+
+    def generator_phase(self, batch: dict, sigma: float) -> dict:
+        """Zero G's grads, backward ``L_G``, average grads over ranks (no optimiser step)."""
+        self.G.requires_grad_(True)
+        if self.D is not None:
+            self.D.requires_grad_(False)
+        self.opt_G.zero_grad(set_to_none=True)
+        loss, stats = self.loss.generator_loss(batch, self.draw_z(batch), sigma)
+        loss.backward()
+        average_gradients(self.G.parameters(), self.info)
+        return stats
+
+    def discriminator_phase(self, batch: dict, sigma: float) -> dict:
+        """Zero D's grads, backward the D loss (+ R1 on schedule), average grads over ranks."""
+        self.G.requires_grad_(False)
+        self.D.requires_grad_(True)
+        self.opt_D.zero_grad(set_to_none=True)
+        do_r1 = self.step % self.cfg.loss.r1_interval == 0
+        loss, stats = self.loss.discriminator_loss(batch, self.draw_z(batch), sigma, do_r1)
+        loss.backward()
+        average_gradients(self.D.parameters(), self.info)
+        self.G.requires_grad_(True)
+        return stats
+
+    def train_step(self, batch: dict) -> dict:
+        batch = self.to_device(batch)
+        sigma = blur_sigma_at(self.images_seen, self.cfg.loss.blur_sigma, self.cfg.loss.blur_fade_kimg)
+        stats = self.generator_phase(batch, sigma)
+        self.opt_G.step()
+        if self.D is not None:
+            stats.update(self.discriminator_phase(batch, sigma))
+            self.opt_D.step()
+        self.sched_G.step()
+        if self.sched_D is not None:
+            self.sched_D.step()
+        self.images_seen += self.cfg.optim.batch_size
+        self.step += 1
+        beta = self.ema.update(self.G, self.images_seen)
+        if self.info.enabled:  # log the mean over ranks (same keys, same steps on every rank)
+            import torch
+            import torch.distributed as dist
+
+            keys = sorted(stats)
+            vec = torch.stack([stats[k].detach().float().reshape(()) for k in keys])
+            dist.all_reduce(vec)
+            stats = dict(zip(keys, vec / self.info.world_size))
+        out = {k: float(v) for k, v in stats.items()}
+        out.update(blur_sigma=sigma, ema_beta=beta)
+        return out
+
+    # --- state ------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": TRAIN_FORMAT,
+            "step": self.step,
+            "images_seen": self.images_seen,
+            "epoch": self.step // max(1, self.steps_per_epoch),
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict() if self.D is not None else {},
+            "G_ema": self.ema.model.state_dict(),
+            "opt_G": self.opt_G.state_dict(),
+            "opt_D": self.opt_D.state_dict() if self.opt_D is not None else {},
+            "sched_G": self.sched_G.state_dict(),
+            "sched_D": self.sched_D.state_dict() if self.sched_D is not None else {},
+            "rng": rng_state(),
+            "config": self.cfg.to_dict(),
+            "model_config": self.model_cfg.to_dict(),
+        }
+
+    def load_state_dict(self, ckpt: dict) -> None:
+        self.G.load_state_dict(ckpt["G"])
+        self.ema.model.load_state_dict(ckpt["G_ema"])
+        self.opt_G.load_state_dict(ckpt["opt_G"])
+        self.sched_G.load_state_dict(ckpt["sched_G"])
+        if self.D is not None:
+            self.D.load_state_dict(ckpt["D"])
+            self.opt_D.load_state_dict(ckpt["opt_D"])
+            self.sched_D.load_state_dict(ckpt["sched_D"])
+        # the schedule horizon follows the current config (e.g. a larger --max-steps)
+        for sched in (self.sched_G, self.sched_D):
+            if sched is not None:
+                sched.lr_lambdas[0].total = self.total_steps
+        self.step = int(ckpt["step"])
+        self.images_seen = int(ckpt["images_seen"])
+        set_rng_state(ckpt["rng"])
+
+
+def _comparable(d: dict) -> dict:
+    d = json.loads(json.dumps(d))
+    d.get("optim", {}).pop("total_steps", None)
+    return d
+
+
+def train(
+    cfg: TrainConfig,
+    samplesheet: str,
+    out_dir: str,
+    *,
+    resume: bool = False,
+    device: str = "auto",
+    progress: bool = True,
+    stop_after: int | None = None,
+    sam=None,
+) -> dict:
+    """Train ``cfg`` on ``samplesheet`` into ``out_dir``; returns a summary dict.
+
+    Writes ``config.json`` first, ``log.csv`` while training, ``checkpoints/last.pt`` every
+    ``run.checkpoint_every`` steps and at the end, and the inference export ``model.pt``.
+    ``stop_after`` ends the process after that many steps of this invocation (tests use it to
+    simulate a kill right after a checkpoint).
+    """
+    import torch
+
+    run = Path(out_dir)
+    ckpt_path = run / "checkpoints" / "last.pt"
+    info = init_distributed(device)
+    try:
+        dataset = build_dataset(cfg, samplesheet)  # bad input fails before anything is written
+        cfg_json = run / "config.json"
+        if resume:  # checked on every rank, so all ranks fail together
+            if not ckpt_path.exists():
+                raise InputError(ckpt_path, "no checkpoint to resume from", "run without --resume to start a new run")
+            if cfg_json.exists() and _comparable(json.loads(cfg_json.read_text())) != _comparable(cfg.to_dict()):
+                raise InputError(cfg_json, "the given config differs from the run's config.json", "resume with the same --config (only --max-steps may change) or use a new --out")
+        elif ckpt_path.exists():
+            raise InputError(ckpt_path, "run directory already has a checkpoint", "pass --resume to continue it, or choose a new --out")
+        barrier(info)
+        if info.is_main:
+            run.mkdir(parents=True, exist_ok=True)
+            write_json(cfg_json, cfg.to_dict())
+        barrier(info)
+        seed_everything(cfg.run.seed * max(1, info.world_size) + info.rank)
+        bs = cfg.optim.batch_size
+        if bs % info.world_size:
+            raise InputError(None, f"optim.batch_size {bs} is not divisible by the {info.world_size} processes", "choose a batch size that is a multiple of the process count")
+        per_rank = bs // info.world_size
+        steps_per_epoch = len(dataset) // bs
+        if steps_per_epoch < 1:
+            raise InputError(samplesheet, f"only {len(dataset)} training slices for a batch of {bs}", "lower optim.batch_size or add subjects")
+        trainer = Trainer(cfg, steps_per_epoch, info, sam=sam)
+        if resume:
+            trainer.load_state_dict(load_checkpoint(ckpt_path, expect="train", map_location=str(trainer.device)))
+        from unicoal.train.logging import TrainLogger
+
+        log = TrainLogger(run, total=trainer.total_steps, start=trainer.step, enabled=info.is_main, tensorboard=cfg.run.tensorboard, progress=progress)
+
+        def save() -> None:
+            if info.is_main:
+                state = trainer.state_dict()
+                save_checkpoint(ckpt_path, state)
+                save_checkpoint(run / "model.pt", inference_export(state))
+            barrier(info)
+
+        loader_kw = dict(batch_size=per_rank, num_workers=cfg.run.num_workers, drop_last=False, pin_memory=trainer.device.type == "cuda")
+        started = trainer.step
+        t0 = time.perf_counter()
+        killed = False
+        while trainer.step < trainer.total_steps and not killed:
+            epoch, start_batch = divmod(trainer.step, steps_per_epoch)
+            dataset.set_epoch(epoch)
+            sampler = StepSampler(len(dataset), seed=cfg.run.seed, epoch=epoch, rank=info.rank, world=info.world_size, per_rank=per_rank, start_batch=start_batch)
+            # own generator: creating a loader must not consume the global torch RNG (resume)
+            gen = torch.Generator().manual_seed(cfg.run.seed * 100003 + epoch)
+            loader = torch.utils.data.DataLoader(dataset, sampler=sampler, generator=gen, **loader_kw)
+            for batch in loader:
+                stats = trainer.train_step(batch)
+                step = trainer.step
+                log.tick({k: stats[k] for k in ("G_loss", "G_l1", "D_loss") if k in stats})
+                if step % cfg.run.log_every == 0 or step == trainer.total_steps:
+                    now = time.perf_counter()
+                    row = {"step": step, "epoch": epoch, "kimg": trainer.images_seen / 1000.0, "lr_G": trainer.opt_G.param_groups[0]["lr"]}
+                    if trainer.opt_D is not None:
+                        row["lr_D"] = trainer.opt_D.param_groups[0]["lr"]
+                    row.update(stats)
+                    row["sec_per_step"] = (now - t0) / max(1, step - started)
+                    log.log(row)
+                if step % cfg.run.checkpoint_every == 0 or step == trainer.total_steps:
+                    save()
+                if stop_after is not None and step - started >= stop_after:
+                    killed = True
+                    break
+                if step >= trainer.total_steps:
+                    break
+        log.close()
+        elapsed = time.perf_counter() - t0
+        return {"step": trainer.step, "images_seen": trainer.images_seen, "total_steps": trainer.total_steps, "seconds": elapsed, "run_dir": str(run), "trainer": trainer}
+    finally:
+        cleanup(info)
