@@ -132,7 +132,6 @@ def test_round_trip_reproduces_the_printed_numbers(round_trip, name):
     paper = _paper_tables()[name]
     grid = _grid(round_trip / f"{name}.csv")
     assert len(grid) == len(paper)
-    spec = TABLE_SPECS[name]
     columns = list(grid[0].keys())[2:]
     for row, (label, cells) in zip(grid, paper):
         ours = [row[c] for c in columns]

@@ -19,6 +19,7 @@ from unicoal.errors import InputError
 __all__ = [
     "atomic_path",
     "check_writable",
+    "check_output_names",
     "load_volume",
     "save_volume",
     "read_json",
@@ -172,6 +173,19 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     with atomic_path(dest) as tmp:
         tmp.write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=True) + "\n")
     return dest
+
+
+def check_output_names(inputs, out_dir: str | os.PathLike) -> None:
+    """Refuse inputs whose outputs ``out_dir/<stem>.nii.gz`` would collide or overwrite an input."""
+    out = Path(out_dir)
+    seen: dict[str, Path] = {}
+    for p in map(Path, inputs):
+        stem = nifti_stem(p)
+        if stem in seen:
+            raise InputError(p, f"has the same file name stem {stem!r} as {seen[stem]}", "rename one of the inputs so outputs do not collide")
+        seen[stem] = p
+        if (out / f"{stem}.nii.gz").resolve() == p.resolve():
+            raise InputError(p, "the output would overwrite this input", "choose another --out-dir")
 
 
 def software_versions(*packages: str) -> dict[str, str]:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from unicoal.commands._args import positive_int
+
 HELP = "make a samplesheet: embedded phantom cohort, IXI, BraTS 2019, a manifest CSV; or check one"
 
 
@@ -12,16 +14,6 @@ def _fractions(p, default):
     p.add_argument("--seed", type=int, default=0, help="seed of the split (and of the phantoms) (default: 0)")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
 def add_arguments(parser) -> None:
     sub = parser.add_subparsers(dest="source", metavar="SOURCE")
     sub.required = True
@@ -29,7 +21,7 @@ def add_arguments(parser) -> None:
     p = sub.add_parser("phantom", help="simulate the embedded multi-contrast phantom cohort (offline, deterministic)",
                        description="Simulate T1/T2/PD/FLAIR head phantoms with lesions from the MNI152 tissue maps shipped with nilearn.")
     p.add_argument("--out", required=True, help="output folder (samplesheet.csv and one folder per subject)")
-    p.add_argument("--subjects", type=_positive_int, default=4, help="number of subjects (default: 4)")
+    p.add_argument("--subjects", type=positive_int, default=4, help="number of subjects (default: 4)")
     p.add_argument("--preset", choices=("tiny", "standard"), default="tiny",
                    help="tiny: ~3.5 mm voxels, seconds per subject; standard: 1 mm-ish, full field of view (default: tiny)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")

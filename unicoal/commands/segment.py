@@ -12,17 +12,9 @@ from __future__ import annotations
 
 import argparse
 
+from unicoal.commands._args import positive_int
+
 HELP = "nnU-Net v2 Dice: export a training set, train, predict synthesized volumes, score Dice (rows CSV)"
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def _fold(text: str):
@@ -43,7 +35,7 @@ def _common_model(p) -> None:
     p.add_argument("--configuration", default="3d_fullres", choices=("2d", "3d_fullres", "3d_lowres"),
                    help="nnU-Net configuration (default: 3d_fullres)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="torch device (default: cuda if available)")
-    p.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
 
 
 def add_arguments(parser) -> None:
@@ -69,12 +61,12 @@ def add_arguments(parser) -> None:
                                    "(nnU-Net's trainer with a settable schedule).")
     _common_model(p)
     p.add_argument("--fold", type=_fold, default="all", help="0-4 (nnU-Net's 5-fold split) or all (default: all training cases)")
-    p.add_argument("--epochs", type=_positive_int, default=1000, help="epochs (default: 1000, nnU-Net's)")
-    p.add_argument("--iterations-per-epoch", type=_positive_int, default=250, help="training iterations per epoch (default: 250)")
-    p.add_argument("--val-iterations", type=_positive_int, default=50, help="validation iterations per epoch (default: 50)")
-    p.add_argument("--processes", type=_positive_int, default=1,
+    p.add_argument("--epochs", type=positive_int, default=1000, help="epochs (default: 1000, nnU-Net's)")
+    p.add_argument("--iterations-per-epoch", type=positive_int, default=250, help="training iterations per epoch (default: 250)")
+    p.add_argument("--val-iterations", type=positive_int, default=50, help="validation iterations per epoch (default: 50)")
+    p.add_argument("--processes", type=positive_int, default=1,
                    help="nnU-Net worker processes for preprocessing and augmentation (default: 1 = everything in-process)")
-    p.add_argument("--base-features", type=_positive_int, default=None,
+    p.add_argument("--base-features", type=positive_int, default=None,
                    help="override the planned feature counts with BASE*2^stage (CPU smoke runs; default: nnU-Net's plan)")
     p.add_argument("--no-verify", action="store_true", help="skip nnU-Net's dataset integrity check")
     p.add_argument("--resume", action="store_true", help="continue an unfinished training from checkpoint_latest.pth")

@@ -46,7 +46,7 @@ import numpy as np
 
 from unicoal.errors import InputError
 from unicoal.geometry import Grid
-from unicoal.io import load_volume, nifti_stem, save_volume, software_versions, write_json
+from unicoal.io import check_output_names, load_volume, nifti_stem, save_volume, software_versions, write_json
 from unicoal.preprocess import staged_outputs
 
 __all__ = [
@@ -181,16 +181,6 @@ def _ants_seed(seed: int) -> Iterator[None]:
         ants.config._random_seed = old_seed
 
 
-def _check_names(inputs: Sequence[Path], out_dir: Path) -> None:
-    seen: dict[str, Path] = {}
-    for p in inputs:
-        stem = nifti_stem(p)
-        if stem in seen:
-            raise InputError(p, f"has the same file name stem {stem!r} as {seen[stem]}", "rename one of the inputs so outputs do not collide")
-        seen[stem] = p
-        if (out_dir / f"{stem}.nii.gz").resolve() == p.resolve():
-            raise InputError(p, "the output would overwrite this input", "choose another --out-dir")
-
 
 def _label_map(path: Path, ref_grid: Grid) -> np.ndarray:
     data, img = load_volume(path, allow_empty=True)
@@ -240,7 +230,7 @@ def register(
     for p in mov_paths:
         if p.resolve() == ref_path.resolve():
             raise InputError(p, "is also the reference", "list each modality once")
-    _check_names(all_inputs, out)
+    check_output_names(all_inputs, out)
 
     ref_data, ref_img = load_volume(ref_path)
     mov_volumes = [load_volume(p) for p in mov_paths]

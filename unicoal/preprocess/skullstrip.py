@@ -33,7 +33,7 @@ import numpy as np
 
 from unicoal.errors import InputError
 from unicoal.geometry import Grid
-from unicoal.io import load_volume, nifti_stem, save_volume, software_versions, write_json
+from unicoal.io import check_output_names, load_volume, nifti_stem, save_volume, software_versions, write_json
 from unicoal.preprocess import staged_outputs
 
 __all__ = [
@@ -181,14 +181,7 @@ def skullstrip(
     source = Path(t1 if t1 is not None else reference)  # type: ignore[arg-type]
     paths = [source, *(Path(p) for p in inputs)]
     out = Path(out_dir)
-    stems: dict[str, Path] = {}
-    for p in paths:
-        stem = nifti_stem(p)
-        if stem in stems:
-            raise InputError(p, f"has the same file name stem {stem!r} as {stems[stem]}", "list each volume once, with distinct names")
-        stems[stem] = p
-        if (out / f"{stem}.nii.gz").resolve() == p.resolve():
-            raise InputError(p, "the output would overwrite this input", "choose another --out-dir")
+    check_output_names(paths, out)
     volumes = [load_volume(p) for p in paths]
     grid = Grid.from_image(volumes[0][1])
     for p, (_, img) in zip(paths[1:], volumes[1:]):
