@@ -1,0 +1,34 @@
+process REPORT {
+    tag "${meta.id}"
+    label 'process_single'
+    cache 'deep'   // software_versions.yml is re-collected on every run: hash it by content
+
+    input:
+    tuple val(meta), path(tables), path(figures)
+    path samplesheet
+    path preprocessing, stageAs: 'preprocessing/*'   // JSON sidecars of the preprocessing steps
+    path versions
+
+    output:
+    path 'report.html' , emit: report
+    path 'versions.yml', emit: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    def sidecars = (preprocessing instanceof List ? preprocessing : [preprocessing]).collect { f -> "--preprocessing ${f}" }.join(' ')
+    """
+    export MPLBACKEND=Agg
+    unicoal report --tables ${tables} --figures ${figures} --cohort ${samplesheet} ${sidecars} --versions ${versions} --out report.html ${args}
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        unicoal: \$(unicoal --version 2>&1 | sed 's/^unicoal //')
+    END_VERSIONS
+    """
+
+    stub:
+    """
+    echo '<html><body>stub report</body></html>' > report.html
+    printf '"%s":\\n    unicoal: stub\\n' "${task.process}" > versions.yml
+    """
+}

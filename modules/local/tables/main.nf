@@ -1,0 +1,29 @@
+process TABLES {
+    tag "${meta.id}"
+    label 'process_single'
+
+    input:
+    tuple val(meta), path(rows, stageAs: 'rows/*'), path(stats)
+
+    output:
+    tuple val(meta), path('tables'), emit: tables
+    path 'versions.yml'            , emit: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    def files = rows instanceof List ? rows : [rows]
+    """
+    unicoal tables ${files.collect { f -> "--in ${f}" }.join(' ')} --stats ${stats} --out-dir tables ${args}
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        unicoal: \$(unicoal --version 2>&1 | sed 's/^unicoal //')
+    END_VERSIONS
+    """
+
+    stub:
+    """
+    mkdir -p tables && touch tables/${meta.id}.csv tables/${meta.id}.md tables/${meta.id}.tex
+    printf '"%s":\\n    unicoal: stub\\n' "${task.process}" > versions.yml
+    """
+}
