@@ -124,3 +124,20 @@ def test_cli_degrade_unwritable_output(hr_nifti, tmp_path, capsys):
     blocker.write_text("x")
     assert main(["degrade", str(path), str(blocker / "lr.nii.gz"), "--thickness", "2.4"]) == 1
     assert "cannot create output folder" in capsys.readouterr().err
+
+
+def test_cli_degrade_factor_equals_thickness(hr_nifti, tmp_path):
+    path, _ = hr_nifti
+    a, b = tmp_path / "a.nii.gz", tmp_path / "b.nii.gz"
+    assert main(["degrade", str(path), str(a), "--factor", "5.33"]) == 0
+    assert main(["degrade", str(path), str(b), "--thickness", str(5.33 * 1.2)]) == 0
+    ia, ib = nib.load(a), nib.load(b)
+    assert ia.shape == ib.shape and np.allclose(ia.affine, ib.affine)
+    assert np.allclose(ia.get_fdata(), ib.get_fdata(), atol=1e-6)
+
+
+def test_cli_degrade_factor_below_one(hr_nifti, tmp_path, capsys):
+    path, _ = hr_nifti
+    out = tmp_path / "x.nii.gz"
+    assert main(["degrade", str(path), str(out), "--factor", "0.5"]) == 1
+    assert "factor must be >= 1" in capsys.readouterr().err and not out.exists()

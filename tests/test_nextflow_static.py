@@ -64,8 +64,6 @@ def test_modules_are_nf_core_style(path):
     assert "emit: versions" in text and text.count("versions.yml") >= 3
     script = text.split("script:")[1].split("stub:")[0]
     commands = set(re.findall(r"^\s*(?:\S+=\$\()?unicoal ([a-z-]+)", script, re.M))
-    if path.parent.name == "degrade":  # reads the HR thickness with `unicoal geometry` until degrade takes a ratio
-        commands.discard("geometry")
     assert len(commands) == 1, f"one unicoal command per process, got {commands}"
     meta = path.parent / "meta.yml"
     assert meta.is_file(), f"{meta} describes the module"

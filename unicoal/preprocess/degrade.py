@@ -72,16 +72,25 @@ def degrade_array(data: np.ndarray, ratio: float, axis: int = 2, profile: str = 
     return np.moveaxis(lr, 0, axis), ph
 
 
-def degrade_file(src: str | Path, dst: str | Path, thickness: float, *, axis: int | None = None, profile: str = "rect", phase: float | None = None) -> dict:
-    """``unicoal degrade``: read an HR NIfTI, write the LR NIfTI and its JSON sidecar atomically."""
+def degrade_file(src: str | Path, dst: str | Path, thickness: float | None = None, *, factor: float | None = None, axis: int | None = None, profile: str = "rect", phase: float | None = None) -> dict:
+    """``unicoal degrade``: read an HR NIfTI, write the LR NIfTI and its JSON sidecar atomically.
+
+    Give the LR slice ``thickness`` in mm, or ``factor`` = thickness / input slice thickness.
+    """
     from unicoal.io import load_volume, save_volume, sidecar_path, software_versions, write_json
 
     if profile not in PROFILES:
         raise InputError(src, f"unknown slice profile {profile!r}", f"use one of {', '.join(PROFILES)}")
-    if not (math.isfinite(thickness) and thickness > 0):
+    if (thickness is None) == (factor is None):
+        raise InputError(src, "give exactly one of thickness and factor", "pass --thickness MM or --factor R")
+    if factor is not None and not (math.isfinite(factor) and factor >= 1):
+        raise InputError(src, f"factor must be >= 1, got {factor}", "pass --factor R with R >= 1, e.g. 4 or 5.33")
+    if thickness is not None and not (math.isfinite(thickness) and thickness > 0):
         raise InputError(src, f"thickness must be > 0 mm, got {thickness}", "pass --thickness in mm, e.g. 4.0")
     data, img = load_volume(src, allow_empty=True)
     hr = Grid.from_image(img, axis)
+    if factor is not None:
+        thickness = factor * hr.thickness
     try:
         lr_grid = thick_slice_grid(hr, thickness, phase=phase, profile=profile)
         lr, ph = degrade_array(data, thickness / hr.thickness, hr.slice_axis, profile, phase)

@@ -13,9 +13,7 @@ process DEGRADE {
     script:
     def args = task.ext.args ?: ''
     """
-    # LR thickness = scale x the HR slice thickness read from the volume's grid
-    hr=\$(unicoal geometry ${volume} | python3 -c 'import json, sys; print(json.load(sys.stdin)["grid"]["thickness"])')
-    unicoal degrade ${volume} ${meta.id}.nii.gz --thickness \$(python3 -c "print(\$hr * ${meta.scale})") ${args}
+    unicoal degrade ${volume} ${meta.id}.nii.gz --factor ${meta.scale} ${args}
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":

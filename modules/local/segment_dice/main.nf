@@ -11,9 +11,10 @@ process SEGMENT_DICE {
 
     script:
     def args = task.ext.args ?: ''
+    def task_arg = meta.task ? "--task '${meta.task}'" : ''
     """
     unicoal segment dice --pred ${seg} --truth ${label} --subject ${meta.subject} --out ${meta.id}_dice.csv \\
-        --method ${meta.method_id} --task ${meta.task} --dataset ${meta.dataset} \\
+        --method '${meta.method_id}' ${task_arg} --dataset ${meta.dataset} \\
         --source ${meta.source} --target ${meta.target} --scale ${meta.scale} --table ${meta.table} ${args}
 
     cat <<-END_VERSIONS > versions.yml
@@ -25,7 +26,7 @@ process SEGMENT_DICE {
     stub:
     """
     echo 'table,dataset,task,method,subject,source,target,scale,metric,value,convention' > ${meta.id}_dice.csv
-    echo '${meta.table},${meta.dataset},${meta.task},${meta.method_id},${meta.subject},${meta.source},${meta.target},${meta.scale},DSC,0.8,published' >> ${meta.id}_dice.csv
+    echo '${meta.table},${meta.dataset},${meta.task},${meta.method_id},${meta.subject},${meta.source},${meta.target},${meta.scale},DSC,0.8,nnunet' >> ${meta.id}_dice.csv
     printf '"%s":\\n    unicoal: stub\\n' "${task.process}" > versions.yml
     """
 }

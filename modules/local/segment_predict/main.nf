@@ -16,7 +16,7 @@ process SEGMENT_PREDICT {
     def mask_arg = mask ? "--mask ${mask}" : ''
     """
     export OMP_NUM_THREADS=${task.cpus} MKL_NUM_THREADS=${task.cpus}
-    unicoal segment predict --nnunet-root ${model} --input ${image} ${mask_arg} --out-dir seg --device ${device} --threads ${task.cpus} ${args}
+    unicoal segment predict --nnunet-root ${model} --input ${image} ${mask_arg} --name ${meta.id} --out-dir seg --device ${device} --threads ${task.cpus} ${args}
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":
