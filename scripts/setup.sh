@@ -51,7 +51,8 @@ else
     log "Python environment up to date ($venv)"
 fi
 # the package itself (editable, no dependency resolution: seconds)
-if ! "$venv/bin/python" -c 'import unicoal, pathlib, sys; sys.exit(0 if pathlib.Path(unicoal.__file__).resolve().parent == pathlib.Path(sys.argv[1]).resolve() else 1)' "$ROOT/unicoal" 2>/dev/null; then
+# (-P: do not put the current folder on sys.path, so the check sees the installed package)
+if [ ! -x "$venv/bin/unicoal" ] || ! (cd / && "$venv/bin/python" -P -c 'import unicoal, pathlib, sys; sys.exit(0 if pathlib.Path(unicoal.__file__).resolve().parent == pathlib.Path(sys.argv[1]).resolve() else 1)' "$ROOT/unicoal") 2>/dev/null; then
     "$venv/bin/pip" install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1 || "$venv/bin/pip" install -q --no-deps -e .
 fi
 
