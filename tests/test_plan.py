@@ -116,7 +116,7 @@ def test_test_profile_uses_the_tables_subset_and_tiny_models(tmp_path):
     plan = build_plan([load_experiment("table4")], sheet(tmp_path, test=(0, 1)), profile="test", registry=REGISTRY, methods=["unicoal"])
     assert len(plan.train) == 1
     job = plan.train[0]
-    assert job.config["base"] == "tiny" and job.max_steps == load_profile("test")["max_steps"] == 4
+    assert job.config["base"] == "tiny" and job.max_steps == load_profile("test")["max_steps"] == 150
     cells = sorted((c.source, c.target, c.scale) for c in job.cells)
     assert cells == [("T1", "T1", 2.0), ("T1", "T2", 1.0), ("T1", "T2", 2.0)]
     # max_test_subjects = 1 in the test profile, although two subjects are in the test split
@@ -189,7 +189,7 @@ def test_write_plan_csv_configs_and_samplesheet(tmp_path):
     synths = [j for j in jobs if j["kind"] == "synthesize"]
     assert len(trains) == len(plan.train) == 1 + 3
     for j in trains:
-        assert (out.parent / j["config"]).is_file() and j["max_steps"] == "4"
+        assert (out.parent / j["config"]).is_file() and j["max_steps"] == "150"
     assert {j["train_id"] for j in synths} == {j["id"] for j in trains}
     assert {j["scale"] for j in synths} == {"1", "2"}
     with open(out.parent / "samplesheet.csv", newline="") as fh:
