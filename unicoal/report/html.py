@@ -169,9 +169,9 @@ def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
 def _preprocessing_section(files: Sequence[Path]) -> str:
     if not files:
         return '<p class="note">No preprocessing sidecars given.</p>'
-    parts = []
-    for f in files:
-        parts.append(f"<h3>{_e(f.name)}</h3>" + _kv_table(_flatten(_load_structured(f))[:200]))
+    parts = [f"<p>{len(files)} sidecar(s); open one for its parameters and software versions.</p>"]
+    for f in files:  # collapsed: one block per volume would otherwise push the tables far down
+        parts.append(f"<details><summary>{_e(f.name)}</summary>" + _kv_table(_flatten(_load_structured(f))[:200]) + "</details>")
     return "\n".join(parts)
 
 
