@@ -24,6 +24,7 @@ __all__ = [
     "save_volume",
     "read_json",
     "write_json",
+    "write_csv",
     "sidecar_path",
     "nifti_stem",
     "software_versions",
@@ -172,6 +173,19 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     dest = Path(path)
     with atomic_path(dest) as tmp:
         tmp.write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=True) + "\n")
+    return dest
+
+
+def write_csv(path: str | os.PathLike, columns, records) -> Path:
+    """Write dict ``records`` as CSV with header ``columns`` atomically."""
+    import csv
+
+    dest = Path(path)
+    with atomic_path(dest) as tmp:
+        with open(tmp, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(columns))
+            w.writeheader()
+            w.writerows(records)
     return dest
 
 

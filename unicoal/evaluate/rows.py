@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from unicoal.errors import InputError
-from unicoal.io import atomic_path
+from unicoal.io import write_csv
 
 __all__ = [
     "ROW_COLUMNS",
@@ -123,15 +123,7 @@ class ResultRow:
 
 def write_rows(path: str | os.PathLike, rows: Iterable[ResultRow]) -> Path:
     """Write rows as CSV (header = :data:`ROW_COLUMNS`) atomically."""
-    rows = list(rows)
-    dest = Path(path)
-    with atomic_path(dest) as tmp:
-        with open(tmp, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(ROW_COLUMNS))
-            w.writeheader()
-            for r in rows:
-                w.writerow(r.as_dict())
-    return dest
+    return write_csv(path, ROW_COLUMNS, [r.as_dict() for r in rows])
 
 
 def read_rows(paths: Sequence[str | os.PathLike]) -> list[ResultRow]:

@@ -22,7 +22,7 @@ import numpy as np
 
 from unicoal.errors import InputError
 from unicoal.evaluate.rows import ResultRow, format_scale, format_value, parse_value
-from unicoal.io import atomic_path
+from unicoal.io import write_csv
 
 __all__ = ["STATS_COLUMNS", "CELL_KEYS", "PairedTest", "paired_test", "compare_methods", "write_stats", "read_stats", "method_key"]
 
@@ -118,14 +118,7 @@ def compare_methods(rows: Iterable[ResultRow], reference: str | Callable[[str, l
 
 
 def write_stats(path: str | os.PathLike, tests: Iterable[PairedTest]) -> Path:
-    dest = Path(path)
-    with atomic_path(dest) as tmp:
-        with open(tmp, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(STATS_COLUMNS))
-            w.writeheader()
-            for t in tests:
-                w.writerow(t.as_dict())
-    return dest
+    return write_csv(path, STATS_COLUMNS, [t.as_dict() for t in tests])
 
 
 def read_stats(path: str | os.PathLike) -> list[PairedTest]:
