@@ -6,6 +6,7 @@ config, batch 4, fp32, inference mode):
 
     python benchmarks/generator_speed.py                      # paper config, batch 4, all cores
     python benchmarks/generator_speed.py --threads 1 --config tiny
+    python benchmarks/generator_speed.py --allocator default   # glibc default: freed memory unmapped (slower)
 
 GPU (bf16 autocast): also seconds per 256 x 256 x 150 volume (150 slices in batches):
 
@@ -29,6 +30,7 @@ import torch
 
 from unicoal.models.config import UniCoalConfig
 from unicoal.models.generator import Generator
+from unicoal.nn.allocator import keep_freed_memory
 from unicoal.nn.layers import AliasFreeLayer, VanillaLayer
 
 
@@ -46,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--modconv", choices=["batched", "grouped"], default="batched")
     p.add_argument("--volume", type=int, default=0, help="also time a volume of this many slices")
+    p.add_argument("--allocator", choices=["tuned", "default"], default="tuned",
+                   help="tuned: keep freed memory in the process (unicoal.nn.allocator, as synthesize and "
+                        "train do); default: the C library's behaviour")
     p.add_argument("--flops", action="store_true", help="count FLOPs of one forward (slow on CPU)")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
@@ -53,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--batch and --repeats must be >= 1")
     if args.threads:
         torch.set_num_threads(args.threads)
+    allocator = keep_freed_memory() if args.allocator == "tuned" else False
     device = torch.device(args.device)
     cfg = UniCoalConfig.paper() if args.config == "paper" else UniCoalConfig.tiny()
     torch.manual_seed(0)
@@ -74,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     info = {"config": args.config, "device": str(device), "dtype": args.dtype, "batch": b,
             "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
             "cores": os.cpu_count(), "load_avg_1min": os.getloadavg()[0], "params_G": n_params,
-            "modconv": args.modconv, "torch": torch.__version__}
+            "modconv": args.modconv, "allocator_tuned": allocator, "torch": torch.__version__}
     print(f"G parameters: {n_params / 1e6:.2f} M; {b} x {cfg.num_inputs} x {r} x {r} on {device} "
           f"({args.dtype}, {info['threads']} threads, 1-min load {info['load_avg_1min']:.1f})", file=sys.stderr)
     if args.flops:

@@ -1,7 +1,8 @@
 """Two CPU processes (gloo) compute the same gradients as one process on the same data.
 
 Each rank gets half of a batch of 4 slices (as ``DistributedSampler`` shards it); after the
-all-reduce every rank must hold the mean of the per-shard gradients, which one process computes
+backward passes through ``DistributedDataParallel``
+every rank must hold the mean of the per-shard gradients, which one process computes
 by running the two shards in turn (the discriminator's minibatch-std groups stay within a
 shard in both cases, so the comparison is exact up to float summation order).
 """
@@ -90,3 +91,30 @@ def test_two_process_gradients_equal_single_process(tmp_path):
         assert float(want.abs().max()) > 0
     # and the mean differs from either shard alone (the all-reduce did something)
     assert float((r0["G"] - shards[0][0]).abs().max()) > 1e-3 * float(g_ref.abs().max())
+
+
+def test_torchrun_trains_through_ddp(tmp_path):
+    """``torchrun --nproc_per_node 2 -m unicoal train`` (gloo): steps with R1 and checkpoints."""
+    import csv
+    import subprocess
+    import sys
+
+    from unicoal.train.checkpoint import load_checkpoint
+
+    sheet = make_synthetic_cohort(tmp_path / "cohort", subjects=1, shape=(36, 36, 32), splits=["train"])
+    sets = ["model.img_resolution=32", "model.num_layers=4", "model.margin_size=4", "optim.batch_size=4",
+            "run.log_every=1", "run.tensorboard=false", "run.checkpoint_every=2"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "unicoal", "train", "--config", "tiny", "--samplesheet", str(sheet), "--out", str(tmp_path / "run"),
+           "--device", "cpu", "--max-steps", "3", "--no-progress"]
+    for s in sets:
+        cmd += ["--set", s]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3]  # one log (rank 0), R1 on every step
+    assert all(float(r["D_r1"]) >= 0 for r in rows)
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", expect="train")
+    assert ckpt["step"] == 3 and ckpt["images_seen"] == 12
+    assert not any(k.startswith("module.") for k in ckpt["G"])  # bare networks in the checkpoint

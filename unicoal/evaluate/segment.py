@@ -286,6 +286,31 @@ def _export_label(label: np.ndarray, regions: str, path: Path) -> np.ndarray:
     return out
 
 
+def labelled_rows(samplesheet: str | os.PathLike, modality: str, splits: Sequence[str], *, fix: str,
+                  require_split: bool = False):
+    """``(canonical modality, rows)``: the samplesheet rows of ``modality`` in ``splits``, all labelled.
+
+    One clear error when the modality is unknown, no row matches, or a row lacks its label
+    (``fix`` is that error's advice); ``require_split`` also refuses a sheet without splits.
+    """
+    from unicoal.cohort.samplesheet import canonical_modality, read_samplesheet
+
+    mod = canonical_modality(modality)
+    if mod is None:
+        raise InputError(None, f"unknown --modality {modality!r}", "use T1, T2, PD, FLAIR or T1CE")
+    splits = tuple(dict.fromkeys(splits))
+    rows = read_samplesheet(samplesheet)
+    if require_split and any(r.split is None for r in rows):
+        raise InputError(samplesheet, "samplesheet has no split column", "run `unicoal cohort check SHEET --out SHEET2` to assign splits, or add a split column")
+    chosen = [r for r in rows if r.modality == mod and r.split in splits]
+    if not chosen:
+        raise InputError(samplesheet, f"no {mod} rows in split(s) {', '.join(splits)}", "check --modality and --split")
+    unlabeled = [r.subject for r in chosen if r.label is None]
+    if unlabeled:
+        raise InputError(samplesheet, f"{len(unlabeled)} {mod} row(s) without a label ({', '.join(unlabeled[:5])})", fix)
+    return mod, chosen
+
+
 def export_dataset(samplesheet: str | os.PathLike, nnunet_root: str | os.PathLike, *, modality: str = "T1",
                    splits: Sequence[str] = ("train",), dataset_id: int = 501, name: str = "Unicoal",
                    regions: str = "lesion") -> Path:
@@ -301,25 +326,12 @@ def export_dataset(samplesheet: str | os.PathLike, nnunet_root: str | os.PathLik
     Returns:
         the dataset folder ``nnUNet_raw/DatasetNNN_Name``.
     """
-    from unicoal.cohort.samplesheet import canonical_modality, read_samplesheet
     from unicoal.geometry import Grid
 
     _check_regions(regions)
     folder_name = dataset_folder_name(dataset_id, name)
-    mod = canonical_modality(modality)
-    if mod is None:
-        raise InputError(None, f"unknown --modality {modality!r}", "use T1, T2, PD, FLAIR or T1CE")
-    splits = tuple(dict.fromkeys(splits))
-    rows = read_samplesheet(samplesheet)
-    if any(r.split is None for r in rows):
-        raise InputError(samplesheet, "samplesheet has no split column", "run `unicoal cohort check SHEET --out SHEET2` to assign splits, or add a split column")
-    chosen = [r for r in rows if r.modality == mod and r.split in splits]
-    if not chosen:
-        raise InputError(samplesheet, f"no {mod} rows in split(s) {', '.join(splits)}", "check --modality and --split")
-    unlabeled = [r.subject for r in chosen if r.label is None]
-    if unlabeled:
-        raise InputError(samplesheet, f"{len(unlabeled)} {mod} row(s) without a label ({', '.join(unlabeled[:5])})",
-                         "give every training row a lesion label map in the label column")
+    mod, chosen = labelled_rows(samplesheet, modality, splits, require_split=True,
+                                fix="give every training row a lesion label map in the label column")
     cases: dict[str, object] = {}
     for r in chosen:
         cid = _case_id(r.subject)
@@ -751,18 +763,7 @@ def score_real(nnunet_root: str | os.PathLike, dataset_id: int, samplesheet: str
     result rows with method ``Real`` (task empty, source = target = ``modality``, scale 1) and the
     per-region :class:`DiceResult` per subject.
     """
-    from unicoal.cohort.samplesheet import canonical_modality, read_samplesheet
-
-    mod = canonical_modality(modality)
-    if mod is None:
-        raise InputError(None, f"unknown --modality {modality!r}", "use T1, T2, PD, FLAIR or T1CE")
-    chosen = [r for r in read_samplesheet(samplesheet) if r.modality == mod and r.split in tuple(splits)]
-    if not chosen:
-        raise InputError(samplesheet, f"no {mod} rows in split(s) {', '.join(splits)}", "check --modality and --split")
-    unlabeled = [r.subject for r in chosen if r.label is None]
-    if unlabeled:
-        raise InputError(samplesheet, f"{len(unlabeled)} {mod} row(s) without a label ({', '.join(unlabeled[:5])})",
-                         "every scored row needs a ground-truth label map")
+    mod, chosen = labelled_rows(samplesheet, modality, splits, fix="every scored row needs a ground-truth label map")
     root = NnunetRoot(Path(nnunet_root))
     regions = _model_record(root, dataset_id, config.configuration).get("regions", "lesion")
     preds = predict(root.root, dataset_id, [r.path for r in chosen], out_dir, config=config,

@@ -1,22 +1,25 @@
-"""Multi-process training with ``torchrun`` (one process per GPU; gloo on CPU).
+"""Multi-process training with ``torchrun`` and ``DistributedDataParallel`` (one process per GPU; gloo on CPU).
 
 ``torchrun --nproc_per_node=N -m unicoal train ...`` sets ``RANK``, ``WORLD_SIZE`` and
 ``LOCAL_RANK``; :func:`init_distributed` joins the process group (NCCL on CUDA, gloo on CPU).
-Every rank holds a full copy of G, D and G_ema, initialised identically (parameters broadcast
-from rank 0) and reads a disjoint shard of each batch (``DistributedSampler``). After each
-backward pass :func:`average_gradients` all-reduces the gradients (mean over ranks), which is
-exactly what ``DistributedDataParallel`` computes. The explicit all-reduce is used instead of
-the DDP wrapper, as in the StyleGAN3 training loop, because a GAN step runs the discriminator
-several times per backward pass (fake, real) and differentiates through it twice (R1), which
-DDP's autograd hooks do not support; the test ``tests/test_train_ddp.py`` checks that the
-gradients equal single-process gradients on the same data.
+Every rank holds a full copy of G, D and G_ema and reads a disjoint shard of each batch
+(``DistributedSampler``). G and D are wrapped in ``DistributedDataParallel``
+(:func:`wrap_ddp`), which copies rank 0's parameters and buffers to every rank when it is built
+and all-reduces (averages) the gradients during each backward pass.
+
+A GAN step needs care with DDP, as in StyleGAN2-ADA's loop: each phase runs its own network
+through the DDP wrapper and the other one bare (:func:`unwrap`), with that network's parameters
+frozen, so the wrapper of the other network expects no gradients. The discriminator phase runs
+D twice (fake, real) and differentiates through it twice (R1 is a gradient with respect to the
+real slice only, so no parameter hook fires before the single backward). The test
+``tests/test_train_ddp.py`` checks that two gloo processes get the single-process gradients.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 
-__all__ = ["DistInfo", "init_distributed", "average_gradients", "broadcast_module", "barrier", "cleanup"]
+__all__ = ["DistInfo", "init_distributed", "wrap_ddp", "unwrap", "barrier", "cleanup"]
 
 
 @dataclass(frozen=True)
@@ -66,37 +69,26 @@ def init_distributed(device: str | None = "auto") -> DistInfo:
     return DistInfo(rank, world, local, dev)
 
 
-def broadcast_module(module, info: DistInfo) -> None:
-    """Copy rank 0's parameters and buffers to every rank."""
-    import torch.distributed as dist
+def wrap_ddp(module, info: DistInfo):
+    """``module`` in ``DistributedDataParallel`` when several processes train, else ``module`` itself.
 
-    if not info.enabled:
-        return
-    for t in list(module.parameters()) + list(module.buffers()):
-        dist.broadcast(t.data, src=0)
+    The wrapper copies rank 0's parameters and buffers to the other ranks when it is built.
+    """
+    if module is None or not info.enabled:
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [int(info.device.split(":")[1])] if info.device.startswith("cuda:") else None
+    # broadcast_buffers=False: the buffers are constant filters and Fourier features, already
+    # equal after the initial copy; re-broadcasting them before every forward only costs time.
+    return DistributedDataParallel(module, device_ids=device_ids, broadcast_buffers=False)
 
 
-def average_gradients(params, info: DistInfo) -> None:
-    """All-reduce (mean) the gradients of ``params`` in one flat buffer."""
-    import torch
-    import torch.distributed as dist
+def unwrap(module):
+    """The network inside a ``DistributedDataParallel`` wrapper (or ``module`` itself)."""
+    from torch.nn.parallel import DistributedDataParallel
 
-    if not info.enabled:
-        return
-    params = [p for p in params if p.requires_grad]
-    if not params:
-        return
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-    flat = torch.cat([p.grad.flatten() for p in params])
-    dist.all_reduce(flat)
-    flat /= info.world_size
-    offset = 0
-    for p in params:
-        n = p.numel()
-        p.grad.copy_(flat[offset:offset + n].view_as(p))
-        offset += n
+    return module.module if isinstance(module, DistributedDataParallel) else module
 
 
 def barrier(info: DistInfo) -> None:

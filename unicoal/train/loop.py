@@ -26,7 +26,7 @@ from unicoal.errors import InputError
 from unicoal.io import write_json
 from unicoal.train.checkpoint import TRAIN_FORMAT, inference_export, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from unicoal.train.config import TrainConfig
-from unicoal.train.distributed import DistInfo, average_gradients, barrier, broadcast_module, cleanup, init_distributed
+from unicoal.train.distributed import DistInfo, barrier, cleanup, init_distributed, wrap_ddp
 from unicoal.train.losses import UniCoalLoss, blur_sigma_at
 
 __all__ = ["Trainer", "train", "StepSampler", "build_dataset", "seed_everything"]
@@ -95,14 +95,20 @@ class Trainer:
         self.cfg = cfg
         self.info = info or DistInfo()
         self.device = torch.device(self.info.device)
+        if self.device.type == "cpu":
+            from unicoal.nn.allocator import keep_freed_memory
+
+            keep_freed_memory()  # reuse freed activation memory instead of page-faulting it again
         spec = get_method(cfg.method)
         self.model_cfg = spec.model_config(cfg.model)
         G, D = spec.build_models(self.model_cfg, discriminator=cfg.loss.adversarial)
         self.G = G.to(self.device).train()
         self.D = D.to(self.device).train() if D is not None else None
-        broadcast_module(self.G, self.info)
-        if self.D is not None:
-            broadcast_module(self.D, self.info)
+        # The training passes go through DistributedDataParallel when several processes train
+        # (which also copies rank 0's weights to every rank); self.G / self.D stay the bare
+        # networks for the EMA, the checkpoints and the other phase's frozen pass.
+        self.G_train = wrap_ddp(self.G, self.info)
+        self.D_train = wrap_ddp(self.D, self.info)
         o = cfg.optim
         self.total_steps = int(o.total_steps or max(1, math.ceil(o.epochs * steps_per_epoch)))
         self.steps_per_epoch = int(steps_per_epoch)
@@ -120,7 +126,7 @@ class Trainer:
         self.sam = sam.to(self.device) if sam is not None and hasattr(sam, "to") else sam
         use_amp = self.device.type == "cuda" and cfg.run.amp == "bf16"
         self.autocast: Callable = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
-        self.loss = UniCoalLoss(self.G, self.D, cfg.loss, self.sam, self.autocast)
+        self.loss = UniCoalLoss(self.G_train, self.D_train, cfg.loss, self.sam, self.autocast)
         self.z_dim = int(getattr(self.model_cfg, "z_dim", 0) or 0)
         self.step = 0
         self.images_seen = 0
@@ -137,25 +143,23 @@ class Trainer:
         return torch.randn(batch["x_in"].shape[0], self.z_dim, device=self.device)
 
     def generator_phase(self, batch: dict, sigma: float) -> dict:
-        """Zero G's grads, backward ``L_G``, average grads over ranks (no optimiser step)."""
+        """Zero G's grads, backward ``L_G`` (DDP averages the grads over ranks); no optimiser step."""
         self.G.requires_grad_(True)
         if self.D is not None:
             self.D.requires_grad_(False)
         self.opt_G.zero_grad(set_to_none=True)
         loss, stats = self.loss.generator_loss(batch, self.draw_z(batch), sigma)
         loss.backward()
-        average_gradients(self.G.parameters(), self.info)
         return stats
 
     def discriminator_phase(self, batch: dict, sigma: float) -> dict:
-        """Zero D's grads, backward the D loss (+ R1 on schedule), average grads over ranks."""
+        """Zero D's grads, backward the D loss (+ R1 on schedule); DDP averages the grads over ranks."""
         self.G.requires_grad_(False)
         self.D.requires_grad_(True)
         self.opt_D.zero_grad(set_to_none=True)
         do_r1 = self.step % self.cfg.loss.r1_interval == 0
         loss, stats = self.loss.discriminator_loss(batch, self.draw_z(batch), sigma, do_r1)
         loss.backward()
-        average_gradients(self.D.parameters(), self.info)
         self.G.requires_grad_(True)
         return stats
 

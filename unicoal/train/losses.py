@@ -53,7 +53,9 @@ class UniCoalLoss:
 
     Args:
         G, D: generator ``G(x_in, delta, c_out, z) -> [B, 1, H, W]`` and discriminator
-            ``D(x_in, y, delta, c_out) -> [B]`` (``D`` may be ``None`` when not adversarial).
+            ``D(x_in, y, delta, c_out) -> [B]`` (``D`` may be ``None`` when not adversarial),
+            bare or in ``DistributedDataParallel``: each phase runs its own network through the
+            wrapper and the other (frozen) one bare, so the other wrapper waits for no gradients.
         cfg: :class:`unicoal.train.config.LossConfig`.
         sam: SAM feature loss ``(fake, real) -> scalar`` or ``None``.
         autocast: context-manager factory for the forward passes (bf16 on CUDA).
@@ -62,7 +64,10 @@ class UniCoalLoss:
     def __init__(self, G, D, cfg, sam=None, autocast=None):
         import contextlib
 
+        from unicoal.train.distributed import unwrap
+
         self.G, self.D, self.cfg, self.sam = G, D, cfg, sam
+        self.G_bare, self.D_bare = unwrap(G), unwrap(D)
         self.autocast = autocast or contextlib.nullcontext
         if cfg.adversarial and D is None:
             raise ValueError("an adversarial loss needs a discriminator")
@@ -80,7 +85,7 @@ class UniCoalLoss:
         total = 0.0
         if cfg.adversarial:
             with self.autocast():
-                logits = self.D(batch["x_in"], fake_b, batch["delta"], batch["c_out"]).float()
+                logits = self.D_bare(batch["x_in"], fake_b, batch["delta"], batch["c_out"]).float()
             adv = F.softplus(-logits).mean()
             total = total + adv
             stats["G_adv"] = adv.detach()
@@ -102,7 +107,7 @@ class UniCoalLoss:
 
         cfg = self.cfg
         with torch.no_grad(), self.autocast():
-            fake = self.G(batch["x_in"], batch["delta"], batch["c_out"], z)
+            fake = self.G_bare(batch["x_in"], batch["delta"], batch["c_out"], z)
         with self.autocast():
             logits_fake = self.D(batch["x_in"], gaussian_blur(fake.float(), sigma), batch["delta"], batch["c_out"]).float()
         loss_fake = F.softplus(logits_fake).mean()
