@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from unicoal.io import write_json
 from unicoal.models.config import UniCoalConfig
 from unicoal.models.generator import Generator
 from unicoal.nn.allocator import keep_freed_memory
@@ -132,8 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seconds per {args.volume}-slice volume: {info['s_per_volume']:.2f}")
     print(json.dumps(info))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(info, indent=2) + "\n")
+        write_json(args.json, info)
     return 0
 
 

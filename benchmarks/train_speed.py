@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from unicoal.commands.train import parse_overrides
+from unicoal.io import write_json
 from unicoal.train.config import deep_merge, load_config
 from unicoal.train.distributed import DistInfo
 from unicoal.train.loop import Trainer
@@ -94,8 +95,7 @@ def main(argv: list[str] | None = None) -> int:
           + (f"; peak GPU memory: {info['peak_gpu_mib']:.0f} MiB" if "peak_gpu_mib" in info else ""))
     print(json.dumps(info))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(info, indent=2) + "\n")
+        write_json(args.json, info)
     return 0
 
 

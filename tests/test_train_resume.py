@@ -115,3 +115,21 @@ def test_sigkill_then_resume_via_cli(tmp_path, sheet):
     assert a["step"] == b["step"] == 5
     for k, v in a["state_dict"].items():
         assert torch.allclose(v, b["state_dict"][k], atol=1e-7, rtol=0), k
+
+
+def test_tensorboard_events_match_the_csv_log_and_resume_continues_them(tmp_path, sheet):
+    """``run.tensorboard: true`` writes the CSV's scalars as TensorBoard events; a resumed run drops
+    the events logged after the checkpoint it resumes from and appends its own."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = load_config("tiny", micro_overrides(optim={"total_steps": 4}, run={"checkpoint_every": 2, "tensorboard": True}))
+    # killed after step 3, checkpoint at step 2: the resumed run logs step 3 again
+    train(cfg, str(sheet), str(tmp_path / "run"), progress=False, stop_after=3)
+    train(cfg, str(sheet), str(tmp_path / "run"), resume=True, progress=False)
+    acc = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    acc.Reload()
+    assert {"G_loss", "D_loss", "G_l1", "lr_G"} <= set(acc.Tags()["scalars"])
+    events = acc.Scalars("G_loss")
+    assert [e.step for e in events] == [1, 2, 3, 4]
+    csv_loss = {s: v[0] for s, v in _losses(tmp_path / "run").items()}
+    assert all(abs(e.value - csv_loss[e.step]) < 1e-5 * max(1.0, abs(e.value)) for e in events)

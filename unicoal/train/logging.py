@@ -56,10 +56,13 @@ class TrainLogger:
         if enabled and tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
-
-                self.tb = SummaryWriter(str(Path(run_dir) / "tensorboard"), purge_step=start or None)
-            except Exception:  # tensorboard not installed: CSV only
+            except ImportError:  # an environment without the tensorboard package: CSV only
                 print("unicoal train: tensorboard not installed; logging to log.csv only", file=sys.stderr)
+            else:
+                # Steps are logged 1-based (after the update): a run resumed from step `start`
+                # logs start + 1 next, so events from start + 1 on (written after the checkpoint
+                # by the killed run) are the ones to drop.
+                self.tb = SummaryWriter(str(Path(run_dir) / "tensorboard"), purge_step=start + 1 if start else None)
         self.bar = None
         if enabled and progress:
             from tqdm import tqdm
