@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from importlib import metadata
 from pathlib import Path
@@ -18,6 +19,7 @@ from unicoal.errors import InputError
 
 __all__ = [
     "atomic_path",
+    "staged_outputs",
     "check_writable",
     "check_output_names",
     "load_volume",
@@ -87,6 +89,25 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+@contextlib.contextmanager
+def staged_outputs(out_dir: str | os.PathLike) -> Iterator[Path]:
+    """All-or-nothing outputs of one step: yield a hidden staging folder inside ``out_dir``.
+
+    Write every output file into the yielded folder (under its final name). When the block
+    succeeds, each file is moved onto ``out_dir`` (an atomic rename on one file system); on any
+    exception nothing is moved and the staging folder is removed.
+    """
+    out = Path(out_dir)
+    check_writable(out / ".probe")
+    stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
+    try:
+        yield stage
+        for f in sorted(stage.iterdir()):
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def load_volume(path: str | os.PathLike, *, allow_empty: bool = False):

@@ -10,33 +10,3 @@ Submodules are not imported here, so ``import unicoal.preprocess`` stays cheap; 
 dependencies (antspyx, torch, deepbet) are imported inside the functions that need them.
 """
 from __future__ import annotations
-
-import contextlib
-import os
-import shutil
-import tempfile
-from pathlib import Path
-from typing import Iterator
-
-__all__ = ["staged_outputs"]
-
-
-@contextlib.contextmanager
-def staged_outputs(out_dir: str | os.PathLike) -> Iterator[Path]:
-    """All-or-nothing outputs of one step: yield a hidden staging folder inside ``out_dir``.
-
-    Write every output file into the yielded folder (under its final name). When the block
-    succeeds, each file is moved onto ``out_dir`` (an atomic rename on one file system); on any
-    exception nothing is moved and the staging folder is removed.
-    """
-    from unicoal.io import check_writable
-
-    out = Path(out_dir)
-    check_writable(out / ".probe")
-    stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
-    try:
-        yield stage
-        for f in sorted(stage.iterdir()):
-            os.replace(f, out / f.name)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)

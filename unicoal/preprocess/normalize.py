@@ -29,7 +29,7 @@ import numpy as np
 from unicoal.errors import InputError
 from unicoal.geometry import Grid
 from unicoal.io import load_volume, read_json, save_volume, sidecar_path, software_versions, write_json
-from unicoal.preprocess import staged_outputs
+from unicoal.io import staged_outputs
 
 __all__ = ["NormalizeConfig", "normalize_array", "denormalize", "normalize_volume"]
 

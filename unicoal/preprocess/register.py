@@ -16,7 +16,7 @@ modalities of a subject share one grid. This module does that in three steps:
 Outputs, in ``out_dir``: ``<stem>.nii.gz`` for every input (reference included), the ANTs
 transform ``<stem>_to_ref.mat`` for every moving input, and a JSON sidecar ``<stem>.json`` per
 NIfTI with parameters, the transform (also as a 4x4 RAS matrix), and software versions. All
-outputs are staged (:func:`unicoal.preprocess.staged_outputs`) and moved into place only when
+outputs are staged (:func:`unicoal.io.staged_outputs`) and moved into place only when
 every step succeeded.
 
 Transform convention (as ANTs): the saved transform maps a point of the reference (fixed) world
@@ -47,7 +47,7 @@ import numpy as np
 from unicoal.errors import InputError
 from unicoal.geometry import Grid
 from unicoal.io import check_output_names, load_volume, nifti_stem, save_volume, software_versions, write_json
-from unicoal.preprocess import staged_outputs
+from unicoal.io import staged_outputs
 
 __all__ = [
     "TRANSFORMS",

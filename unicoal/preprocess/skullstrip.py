@@ -34,7 +34,7 @@ import numpy as np
 from unicoal.errors import InputError
 from unicoal.geometry import Grid
 from unicoal.io import check_output_names, load_volume, nifti_stem, save_volume, software_versions, write_json
-from unicoal.preprocess import staged_outputs
+from unicoal.io import staged_outputs
 
 __all__ = [
     "METHODS",
