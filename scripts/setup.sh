@@ -2,7 +2,9 @@
 # Set up everything the project needs; re-running when nothing changed takes seconds.
 #   - Debian packages for the tests (chromium for the HTML report, slurm-wlm + munge for the
 #     SLURM tests, maven for assembling Nextflow) when running as root and missing;
-#   - the Python venv .venv from requirements.lock.txt (the one source of pins). With
+#   - the Python venv .venv from the hashed locks requirements.lock.txt (runtime, also used by the
+#     container images) and requirements-dev.lock.txt (pytest, hadolint), both generated from the
+#     top-level pins in requirements*.in by scripts/lock.sh. With
 #     UNICOAL_VENV_CACHE set (CI), the venv lives in $UNICOAL_VENV_CACHE/<hash of pins> and
 #     .venv is a symlink to it, so clean clones reuse it;
 #   - a `nextflow` command in .venv/bin (scripts/install_nextflow.sh).
@@ -30,7 +32,7 @@ if ((${#missing[@]})); then
 fi
 
 # --- Python venv ----------------------------------------------------------------------------
-pins_hash=$( (cat requirements.lock.txt; $PY -c 'import sys; print(sys.version)') | sha256sum | cut -c1-16)
+pins_hash=$( (cat requirements.lock.txt requirements-dev.lock.txt; $PY -c 'import sys; print(sys.version)') | sha256sum | cut -c1-16)
 if [ -n "${UNICOAL_VENV_CACHE:-}" ]; then
     venv="$UNICOAL_VENV_CACHE/$pins_hash"
     mkdir -p "$UNICOAL_VENV_CACHE"
@@ -45,7 +47,7 @@ if [ "$(cat "$venv/.pins-hash" 2>/dev/null)" != "$pins_hash" ]; then
     rm -rf "$venv"
     $PY -m venv "$venv"
     "$venv/bin/pip" install -q --upgrade pip
-    "$venv/bin/pip" install -q -r requirements.lock.txt
+    "$venv/bin/pip" install -q --require-hashes -r requirements.lock.txt -r requirements-dev.lock.txt
     echo "$pins_hash" > "$venv/.pins-hash"
 else
     log "Python environment up to date ($venv)"

@@ -115,3 +115,28 @@ def test_ultra_smooth_counterexample():
     gt = np.moveaxis(vol, 2, 0)[ok]
     psnr = {k: _psnr(resample_slices(np.moveaxis(lr, 2, 0), u[ok], k), gt) for k in ("linear", "cubic", "lanczos")}
     assert psnr["cubic"] > psnr["lanczos"] and psnr["cubic"] > psnr["linear"]
+
+
+def test_every_method_names_a_known_predictor_kind():
+    from unicoal.predictors import PREDICTORS
+
+    for spec in METHODS.values():
+        assert spec.predictor in PREDICTORS, (spec.name, spec.predictor)
+
+
+def test_registry_imports_no_inference_code():
+    import subprocess
+    import sys
+
+    code = "import sys, unicoal.methods; bad = [m for m in ('unicoal.infer', 'unicoal.predictors', 'torch') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_unknown_predictor_kind_is_one_clear_error():
+    from unicoal.methods import MethodSpec
+    from unicoal.predictors import make_predictor
+
+    spec = MethodSpec("x", "X", tasks={"sr"}, trainable=False, predictor="nope")
+    with pytest.raises(ValueError, match="unknown predictor kind 'nope'"):
+        make_predictor(spec, None)

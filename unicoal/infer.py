@@ -6,7 +6,7 @@ One code path for every method (``unicoal synthesize``):
 2. the target grid is ``geometry.target_grid(source, thickness)`` or, with ``like``, exactly
    the reference's grid (checked to share the source's slice planes);
 3. ``(n, delta)`` of every target slice comes from ``geometry.slice_positions``;
-4. a :class:`Predictor` (from :data:`unicoal.methods.METHODS`) turns the source volume and the
+4. the method's predictor (:mod:`unicoal.predictors`, named by its registry entry) turns the source volume and the
    positions into target slices (networks: the ``m`` source slices ``n-1 .. n+2`` per target
    slice, batched through the EMA generator; interpolation: resampling at ``u = n + delta``);
 5. the volume is written on the target grid (so it overlays the ground truth), atomically,
@@ -20,115 +20,16 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import time
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from unicoal.data import fit_inplane, from_network, restore_inplane, to_network
 from unicoal.errors import InputError
-from unicoal.geometry import Grid, input_indices, slice_positions, target_grid
+from unicoal.geometry import Grid, slice_positions, target_grid
 
-__all__ = ["Predictor", "NetworkPredictor", "load_predictor", "build_target_grid", "synthesize", "derived_path"]
-
-
-class Predictor(Protocol):
-    """What ``synthesize`` needs from a method.
-
-    ``predict(volume, n, delta, target, *, seed, batch_size, progress)`` gets the source volume
-    ``[N, A, B]`` (slice axis first, intensities in [0, 1]) and, for every target slice ``k``,
-    its LR index ``n[k]`` and offset ``delta[k]``; it returns ``[K, A, B]`` in [0, 1].
-    ``modalities`` lists the target modalities it can produce (``None``: any, e.g. SR-only
-    interpolation); ``stochastic`` says whether ``seed`` changes the output.
-    """
-
-    name: str
-    stochastic: bool
-    modalities: Sequence[str] | None
-
-    def predict(self, volume: np.ndarray, n: np.ndarray, delta: np.ndarray, target: str | None, *, seed: int = 0, batch_size: int = 16, progress: bool = False) -> np.ndarray: ...
-
-
-class NetworkPredictor:
-    """Slice-wise (2D / 2.5D) networks with the Uni-COAL call convention
-    ``G(x_in [B, m, S, S], delta [B], c_out [B], z [B, z_dim]) -> [B, 1, S, S]``.
-
-    The same latent code ``z`` (drawn from ``seed``) is used for every slice of a volume, so a
-    sample is one coherent volume; source slices outside the volume are replicated (or set to
-    -1 with ``padding="constant"``), as in training.
-    """
-
-    stochastic = True
-
-    def __init__(self, G, *, modalities: Sequence[str], num_inputs: int, resolution: int, padding: str = "replicate", z_dim: int = 0, device: str = "cpu", name: str = "unicoal", amp: bool = True):
-        import torch
-
-        self.G = G.eval().requires_grad_(False)
-        self.modalities = tuple(modalities)
-        self.num_inputs = int(num_inputs)
-        self.resolution = int(resolution)
-        self.padding = padding
-        self.z_dim = int(z_dim)
-        self.device = torch.device(device)
-        self.name = name
-        self.amp = amp and self.device.type == "cuda"
-        if self.device.type == "cpu":
-            from unicoal.nn.allocator import keep_freed_memory
-
-            keep_freed_memory()  # reuse freed activation memory: about 1.4x faster on the CPU
-
-    @classmethod
-    def from_checkpoint(cls, ckpt: dict, device: str = "cpu") -> "NetworkPredictor":
-        from unicoal.methods import get_method
-
-        spec = get_method(ckpt["method"])
-        model_cfg = spec.model_config(ckpt["model_config"])
-        G, _ = spec.build_models(model_cfg, discriminator=False)
-        G.load_state_dict(ckpt["state_dict"])
-        G.to(device)
-        return cls(G, modalities=ckpt["modalities"], num_inputs=ckpt["num_inputs"], resolution=ckpt["resolution"], padding=ckpt.get("padding", "replicate"), z_dim=int(getattr(model_cfg, "z_dim", 0) or 0), device=device, name=spec.name)
-
-    def predict(self, volume: np.ndarray, n: np.ndarray, delta: np.ndarray, target: str | None, *, seed: int = 0, batch_size: int = 16, progress: bool = False) -> np.ndarray:
-        import contextlib
-
-        import torch
-
-        if target not in self.modalities:
-            raise InputError(None, f"unknown target modality {target!r} for this model", f"use one of {', '.join(self.modalities)}")
-        c_out = self.modalities.index(target)
-        count, a, b = volume.shape
-        idx, inside = input_indices(np.asarray(n), count, self.num_inputs)
-        gen = torch.Generator().manual_seed(int(seed))
-        z = torch.randn(1, self.z_dim, generator=gen) if self.z_dim else None
-        out = np.empty((len(n), a, b), dtype=np.float32)
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(n), desc=f"{self.name} {target}", unit="slice", file=sys.stderr, dynamic_ncols=True)
-        ctx = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if self.amp else contextlib.nullcontext
-        with torch.inference_mode():
-            for s in range(0, len(n), batch_size):
-                sl = slice(s, min(s + batch_size, len(n)))
-                x = to_network(volume[idx[sl]].astype(np.float32))  # [B, m, A, B]
-                if self.padding == "constant":
-                    x[~inside[sl]] = -1.0
-                x = torch.from_numpy(fit_inplane(x, self.resolution, -1.0)).to(self.device)
-                bsz = x.shape[0]
-                d = torch.as_tensor(np.asarray(delta[sl], dtype=np.float32), device=self.device)
-                c = torch.full((bsz,), c_out, dtype=torch.int64, device=self.device)
-                zz = z.expand(bsz, -1).to(self.device) if z is not None else None
-                with ctx():
-                    y = self.G(x, d, c, zz)
-                y = from_network(y.float()[:, 0].cpu().numpy())
-                out[sl] = restore_inplane(np.clip(y, 0.0, 1.0), (a, b), 0.0)
-                if bar is not None:
-                    bar.update(bsz)
-        if bar is not None:
-            bar.close()
-        return out
+__all__ = ["load_predictor", "build_target_grid", "synthesize", "derived_path"]
 
 
 def load_predictor(method: str | None, checkpoint: str | os.PathLike | None, device: str = "cpu"):
@@ -151,7 +52,9 @@ def load_predictor(method: str | None, checkpoint: str | os.PathLike | None, dev
     if spec.trainable and ckpt is None:
         raise InputError(None, f"method {method} is learned and needs --checkpoint", "pass the model.pt written by unicoal train")
     try:
-        pred = spec.predictor(ckpt, device)
+        from unicoal.predictors import make_predictor
+
+        pred = make_predictor(spec, ckpt, device)
     except (KeyError, RuntimeError) as err:
         raise InputError(checkpoint, f"checkpoint does not match the {method} network ({type(err).__name__}: {str(err).splitlines()[0][:160]})", "pass a model.pt written by this version of unicoal train") from None
     return spec, pred, ckpt

@@ -3,7 +3,8 @@
 Every method -- Uni-COAL, the learned baselines, the interpolation baselines -- is one
 :class:`MethodSpec` in :data:`METHODS`. ``unicoal train`` builds trainable methods through
 ``build_models``; ``unicoal synthesize`` runs every method through the same target-grid code
-path (:mod:`unicoal.infer`), asking the spec for a :class:`unicoal.infer.Predictor`.
+path (:mod:`unicoal.infer`) with the predictor kind the spec names (:mod:`unicoal.predictors`;
+this module imports no inference code).
 
 Capabilities follow Table V: for each task (``cms``, ``sr``, ``cmsr``) a method is either
 unsupported, *specific* (one model per input/output combination) or also *arbitrary in* /
@@ -43,7 +44,10 @@ class MethodSpec:
             ``num_inputs``, ``modalities``, ``to_dict()``).
         build_models: ``(model config, discriminator=True) -> (G, D)`` (D is ``None`` when not
             asked for, or for non-adversarial methods).
-        predictor: ``(checkpoint dict | None, device) -> unicoal.infer.Predictor``.
+        predictor: the predictor kind, a key of :data:`unicoal.predictors.PREDICTORS`
+            (``slice``: slice-wise networks; ``interpolation``: kernel = method name; 3D and
+            volume-level kinds live there too). The registry names it and imports no
+            inference code.
     """
 
     name: str
@@ -57,7 +61,7 @@ class MethodSpec:
     reference: str = ""
     model_config: Callable[[dict], Any] | None = field(default=None, repr=False, compare=False)
     build_models: Callable[[Any], tuple[Any, Any]] | None = field(default=None, repr=False, compare=False)
-    predictor: Callable[..., Any] | None = field(default=None, repr=False, compare=False)
+    predictor: str = "slice"
 
     def __post_init__(self):
         for attr in ("tasks", "arbitrary_in", "arbitrary_out"):
@@ -72,8 +76,8 @@ class MethodSpec:
             raise ValueError(f"{self.name}: dims must be one of {DIMS}, got {self.dims!r}")
         if self.trainable and (self.model_config is None or self.build_models is None):
             raise ValueError(f"{self.name}: a trainable method needs model_config and build_models")
-        if self.predictor is None:
-            raise ValueError(f"{self.name}: every method needs a predictor")
+        if not isinstance(self.predictor, str) or not self.predictor:
+            raise ValueError(f"{self.name}: predictor must name a predictor kind (unicoal.predictors.PREDICTORS), got {self.predictor!r}")
 
     def capability(self, task: str) -> str:
         """Table V cell: ``-`` (no), ``spec`` and ``+in`` / ``+out`` for arbitrary input / output."""
@@ -119,32 +123,22 @@ def _unicoal_build(cfg, discriminator: bool = True):
     return Generator(cfg), Discriminator(cfg)
 
 
-def _network_predictor(ckpt, device):
-    from unicoal.infer import NetworkPredictor
-
-    return NetworkPredictor.from_checkpoint(ckpt, device)
-
-
 # --- interpolation ----------------------------------------------------------------------------
-def _interp_predictor(kernel: str):
-    def make(ckpt, device):
-        from unicoal.models.interpolation import InterpolationPredictor
-
-        return InterpolationPredictor(kernel)
-
-    return make
-
-
-_INTERP = dict(tasks={"sr"}, arbitrary_in={"sr"}, arbitrary_out={"sr"}, dims="1D", trainable=False)
+_INTERP = dict(tasks={"sr"}, arbitrary_in={"sr"}, arbitrary_out={"sr"}, dims="1D", trainable=False, predictor="interpolation")
 
 METHODS: dict[str, MethodSpec] = {
     "unicoal": MethodSpec(
         "unicoal", "Uni-COAL", tasks=set(TASKS), arbitrary_in=set(TASKS), arbitrary_out=set(TASKS), dims="2.5D",
-        reference="this paper", model_config=_unicoal_config, build_models=_unicoal_build, predictor=_network_predictor,
+        reference="this paper", model_config=_unicoal_config, build_models=_unicoal_build, predictor="slice",
     ),
-    "linear": MethodSpec("linear", "Linear", reference="linear interpolation along the slice axis", predictor=_interp_predictor("linear"), **_INTERP),
-    "cubic": MethodSpec("cubic", "Cubic", reference="cubic convolution (Keys, a = -0.5) along the slice axis", predictor=_interp_predictor("cubic"), **_INTERP),
-    "lanczos": MethodSpec("lanczos", "Lanczos", reference="Lanczos-3 windowed sinc along the slice axis", predictor=_interp_predictor("lanczos"), **_INTERP),
+    "linear": MethodSpec("linear", "Linear", reference="linear interpolation along the slice axis", **_INTERP),
+    "cubic": MethodSpec("cubic", "Cubic", reference="cubic convolution (Keys, a = -0.5) along the slice axis", **_INTERP),
+    "lanczos": MethodSpec("lanczos", "Lanczos", reference="Lanczos-3 windowed sinc along the slice axis", **_INTERP),
+    # the identity baseline (a reference row, not in the paper): the source contrast itself,
+    # resampled onto the target grid with linear interpolation along the slice axis
+    "copy": MethodSpec("copy", "Copy", tasks={"cms", "cmsr"}, arbitrary_in={"cms", "cmsr"}, arbitrary_out={"cms", "cmsr"},
+                       dims="1D", trainable=False, predictor="copy",
+                       reference="identity baseline: the source contrast, linearly resampled onto the target grid"),
 }
 
 

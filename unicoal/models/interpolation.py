@@ -72,7 +72,7 @@ def resample_slices(volume: np.ndarray, u: np.ndarray, kernel: str) -> np.ndarra
 
 
 class InterpolationPredictor:
-    """:class:`unicoal.infer.Predictor` for the interpolation baselines (deterministic, SR only)."""
+    """:class:`unicoal.predictors.Predictor` for the interpolation baselines (deterministic, SR only)."""
 
     stochastic = False
     modalities = None  # modality-agnostic
