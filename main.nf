@@ -13,7 +13,6 @@
  *   nextflow run main.nf -profile slurm,apptainer,gpu --dataset ixi --data_root /data/IXI --experiment table4
  */
 
-include { PARAMS_VALIDATE } from './modules/local/params_validate'
 include { COHORT          } from './modules/local/cohort'
 include { REGISTER        } from './modules/local/register'
 include { SKULLSTRIP      } from './modules/local/skullstrip'
@@ -32,6 +31,152 @@ include { FIGURES         } from './modules/local/figures'
 include { REPORT          } from './modules/local/report'
 
 // ---------------------------------------------------------------------------------------------
+// launch checks: run in this Nextflow process before any task (no task ever sees `params`)
+
+// Parameters of nextflow_schema.json (the one source of truth): name -> property
+def loadSchema(path) {
+    def doc = new groovy.json.JsonSlurper().parse(new File(path.toString()))
+    def props = [:]
+    props.putAll(doc.properties ?: [:])
+    (doc['$defs'] ?: [:]).each { group, g -> props.putAll(g.properties ?: [:]) }
+    return props
+}
+
+def typeOk(type, value) {
+    if (type == 'null') return value == null
+    if (type == 'string') return value instanceof CharSequence
+    if (type == 'boolean') return value instanceof Boolean
+    if (type == 'integer') return (value instanceof Integer || value instanceof Long || value instanceof BigInteger)
+    if (type == 'number') return value instanceof Number
+    return false
+}
+
+// The problem with one value (a phrase), or null; the same checks and words as unicoal/params.py
+def checkValue(prop, value) {
+    def types = prop.type instanceof List ? prop.type : [prop.type ?: 'string']
+    if (!types.any { t -> typeOk(t, value) }) {
+        return "must be ${types.join(' or ')}, got ${value == null ? 'null' : value.getClass().simpleName} ${value}"
+    }
+    if (value == null) return null
+    if (prop.enum != null && !(prop.enum.contains(value instanceof CharSequence ? value.toString() : value))) {
+        return "must be one of ${prop.enum.join(', ')}, got '${value}'"
+    }
+    if (prop.pattern && value instanceof CharSequence && !(value.toString() =~ prop.pattern)) {
+        return "'${value}' does not match the pattern ${prop.pattern}"
+    }
+    if (prop.minimum != null && value instanceof Number && value < prop.minimum) return "must be >= ${prop.minimum}, got ${value}"
+    if (prop.maximum != null && value instanceof Number && value > prop.maximum) return "must be <= ${prop.maximum}, got ${value}"
+    if (prop.exists && value instanceof CharSequence && value) {
+        def f = file(value.toString())
+        if (prop.format == 'directory-path' && !f.isDirectory()) return "folder not found: ${value} (looked for ${f})"
+        if (prop.format == 'file-path' && !f.isFile()) return "file not found: ${value} (looked for ${f})"
+    }
+    return null
+}
+
+def camelToSnake(name) {
+    return name.replaceAll(/([A-Z])/, '_$1').toLowerCase()
+}
+
+// Every problem of the run's parameters, one phrase each (empty when valid)
+def validateParameters(values, schema) {
+    def problems = []
+    values.each { name, value ->
+        if (schema.containsKey(name)) {
+            def msg = checkValue(schema[name], value)
+            if (msg) problems << "--${name} ${msg}".toString()
+        } else if (!schema.containsKey(camelToSnake(name).replace('-', '_')) && !schema.containsKey(name.replace('-', '_'))) {
+            def close = schema.keySet().min { k -> levenshtein(k, name) }
+            def hint = close && levenshtein(close, name) <= Math.max(2, (int) (name.size() / 3)) ? " (did you mean --${close}?)" : ''
+            problems << "--${name} is not a parameter of this pipeline${hint}".toString()
+        }
+    }
+    if (!values.input && values.dataset in ['ixi', 'brats'] && !values.data_root) {
+        problems << "--dataset ${values.dataset} needs --data_root (the folder of the download) or --input SHEET".toString()
+    }
+    if (values.skullstrip == 'none' && values.convention == 'brainmask') {
+        problems << '--convention brainmask needs a brain mask: set --skullstrip deepbet|threshold'
+    }
+    return problems
+}
+
+def levenshtein(a, b) {
+    def prev = (0..b.size()).collect { j -> j }
+    (1..a.size()).each { i ->
+        def cur = [i]
+        (1..b.size()).each { j ->
+            cur << [prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)].min()
+        }
+        prev = cur
+    }
+    return prev[b.size()]
+}
+
+// `nextflow run main.nf --help`: the parameters, grouped as in the schema
+def helpText(path) {
+    def doc = new groovy.json.JsonSlurper().parse(new File(path.toString()))
+    def lines = ["${doc.title}: ${doc.description}", '', 'Usage: nextflow run main.nf -profile <test|slurm,apptainer,gpu|...> [--parameter value ...]', '']
+    (doc['$defs'] ?: [:]).each { key, group ->
+        lines << "${group.title}:".toString()
+        group.properties.each { name, prop ->
+            def types = prop.type instanceof List ? prop.type.findAll { t -> t != 'null' } : [prop.type]
+            def dflt = prop.default == null ? '' : " [default: ${prop.default == '' ? "''" : prop.default}]"
+            def choices = prop.enum ? " (${prop.enum.join('|')})" : ''
+            lines << "  --${name.padRight(20)} ${types.join('|').padRight(8)} ${prop.description}${choices}${dflt}".toString()
+        }
+        lines << ''
+    }
+    lines << 'Details: docs/pipeline.md'
+    return lines.join('\n')
+}
+
+def sha256(bytes) {
+    return java.security.MessageDigest.getInstance('SHA-256').digest(bytes).encodeHex().toString()
+}
+
+// The code hash of the package: the same recipe as scripts/code_hash.sh (a `sha256sum` listing of
+// every file under unicoal/, pyproject.toml and requirements.lock.txt, sorted by path, hashed again)
+def codeHash(root) {
+    def base = new File(root.toString())
+    def names = []
+    new File(base, 'unicoal').eachFileRecurse(groovy.io.FileType.FILES) { f ->
+        def rel = base.toPath().relativize(f.toPath()).toString()
+        if (!rel.contains('/__pycache__/') && !rel.endsWith('.pyc')) names << rel
+    }
+    def listing = (names.sort() + ['pyproject.toml', 'requirements.lock.txt'])
+        .collect { rel -> "${sha256(new File(base, rel).bytes)}  ${rel}\n" }.join('')
+    return sha256(listing.getBytes('UTF-8')).substring(0, 16)
+}
+
+// bin/unicoal carries the code hash (Nextflow hashes the launcher into every task that calls
+// it): re-stamp it when the package changed since `make setup`, so -resume re-runs those tasks
+def stampLauncher(root) {
+    def launcher = new File("${root}/bin/unicoal")
+    def code = codeHash(root)
+    def text = launcher.text
+    def old = (text =~ /(?m)^UNICOAL_CODE_HASH=([0-9a-f]*)/)
+    def stamped = old.find() ? old.group(1) : ''
+    if (stamped != code) {
+        def tmp = new File("${launcher}.tmp")
+        tmp.text = text.replaceFirst('(?m)^UNICOAL_CODE_HASH=[0-9a-f]+', "UNICOAL_CODE_HASH=${code}")
+        tmp.setExecutable(true, false)
+        java.nio.file.Files.move(tmp.toPath(), launcher.toPath(), java.nio.file.StandardCopyOption.REPLACE_EXISTING, java.nio.file.StandardCopyOption.ATOMIC_MOVE)
+        log.info "unicoal: the package changed since bin/unicoal was stamped (${stamped ?: 'none'} -> ${code}): tasks that ran the old code re-run"
+    }
+    return code
+}
+
+def gitRevision(root) {
+    try {
+        def proc = ['git', '-C', root.toString(), 'rev-parse', 'HEAD'].execute()
+        proc.waitFor()
+        return proc.exitValue() == 0 ? proc.text.trim() : 'unknown'
+    } catch (Exception err) {
+        return 'unknown'
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // helpers (channel plumbing only; all science lives in the unicoal package)
 
 // A per-subject bundle of files named <MODALITY>.nii.gz, <subject>_label.nii.gz and
@@ -42,6 +187,10 @@ def unbundle(meta, files) {
     def label = all.find { f -> f.name.endsWith('_label.nii.gz') }
     def mask = all.find { f -> f.name.contains('_brainmask') }
     return [meta, vols.collect { f -> f.simpleName }, vols, label ?: [], mask ?: []]
+}
+
+def asList(x) {
+    return x instanceof List ? x : (x ? [x] : [])
 }
 
 // The samplesheet a training task sees: its volumes and labels are staged under data/ and labels/
@@ -74,8 +223,15 @@ def jobMeta(row) {
     return meta
 }
 
+// Synthesis is batched per model (one task loads it once for all its test subjects and cells);
+// methods without training are batched per table and method
+def batchKey(row) {
+    return row.train_id ?: "${row.table}-${row.method}".toString()
+}
+
 // ---------------------------------------------------------------------------------------------
 // PREPROCESS: register every modality to the reference, skull strip, normalise intensities
+// (one task per subject and step: a cohort of N subjects submits 3 N preprocessing jobs)
 
 workflow PREPROCESS {
     take:
@@ -109,17 +265,19 @@ workflow PREPROCESS {
         stripped = registered
     }
 
-    volumes = stripped.flatMap { meta, mods, vols, label, mask ->
-        [mods, vols].transpose().collect { pair ->
-            [meta + [id: "${meta.subject}_${pair[0]}".toString(), modality: pair[0]], pair[1], mask]
+    // NORMALIZE: all modalities of a subject in one task -> <subject>_<MOD>.nii.gz (+ .json)
+    NORMALIZE(stripped.map { meta, mods, vols, label, mask -> [meta, mods, vols, mask] })
+    ch_versions = ch_versions.mix(NORMALIZE.out.versions)
+    normalised = NORMALIZE.out.volumes.flatMap { meta, vols, jsons ->
+        asList(vols).collect { vol ->
+            def mod = vol.name.substring(meta.subject.size() + 1).replaceAll(/\.nii\.gz$/, '')
+            [meta + [id: "${meta.subject}_${mod}".toString(), modality: mod], vol]
         }
     }
-    NORMALIZE(volumes)
-    ch_versions = ch_versions.mix(NORMALIZE.out.versions)
 
     emit:
-    volumes  = NORMALIZE.out.volume.map { meta, vol, json -> [meta, vol] }      // [meta(subject, modality, split), volume]
-    sidecars = NORMALIZE.out.volume.map { meta, vol, json -> json }             // normalisation parameters (JSON)
+    volumes  = normalised                                                        // [meta(subject, modality, split), volume]
+    sidecars = NORMALIZE.out.volumes.flatMap { meta, vols, jsons -> asList(jsons) }   // normalisation parameters (JSON)
     masks    = stripped.map { meta, mods, vols, label, mask -> [meta.subject, mask] }   // [subject, mask or []]
     labels   = stripped.map { meta, mods, vols, label, mask -> [meta.subject, label] }  // [subject, label or []]
     versions = ch_versions
@@ -130,10 +288,12 @@ workflow PREPROCESS {
 
 workflow BENCHMARK {
     take:
-    jobs        // rows of the plan (kind = train | synthesize)
+    train_jobs  // [meta (id, method, method_id, max_steps), train config YAML text]
+    synth_jobs  // rows of the plan with kind = synthesize (+ batch, batch_size)
     volumes     // [meta, normalised volume]
     masks       // [subject, mask or []]
     labels      // [subject, label or []]
+    ckpt_root   // folder of the training runs (--checkpoint_dir)
 
     main:
     ch_versions = channel.empty()
@@ -150,52 +310,85 @@ workflow BENCHMARK {
         [sheetText(items), items.collect { item -> item.volume }, items.findAll { item -> item.label }.collect { item -> item.label }.unique()]
     }
 
-    // TRAIN: one task per model of the plan, whatever the method
-    train_jobs = jobs.filter { row -> row.kind == 'train' }
-    TRAIN(train_jobs.map { row -> [jobMeta(row), file(row.config_path)] }.combine(train_data)
-        .map { meta, config, sheet, vols, labs -> [meta, config, sheet, vols, labs] })
+    // TRAIN: one task per model of the plan, whatever the method; the config travels as text
+    TRAIN(train_jobs.combine(train_data).map { meta, config, sheet, vols, labs -> [meta, config, sheet, vols, labs] }, ckpt_root)
     ch_versions = ch_versions.mix(TRAIN.out.versions)
 
-    // DEGRADE: the thick-slice inputs the synthesize jobs need (scale 1 uses the volume as is)
-    synth_jobs = jobs.filter { row -> row.kind == 'synthesize' }
-    DEGRADE(synth_jobs
+    // DEGRADE: the thick-slice inputs the synthesize jobs need, one task per test subject
+    // (scale 1 uses the volume as is)
+    needs = synth_jobs
         .filter { row -> row.scale != '1' }
-        .map { row -> [[row.subject, row.source], row.scale] }
+        .map { row -> [row.subject, [row.source, row.scale]] }
         .unique()
-        .combine(by_subject_mod, by: 0)
-        .map { key, scale, vol -> [[id: "${key[0]}_${key[1]}_x${scale}".toString(), subject: key[0], modality: key[1], scale: scale], vol] })
+        .groupTuple(sort: { a, b -> a.join('/') <=> b.join('/') })
+    DEGRADE(needs
+        .combine(volumes.map { meta, vol -> [meta.subject, meta.modality, vol] }, by: 0)
+        .filter { subject, specs, mod, vol -> specs.any { spec -> spec[0] == mod } }
+        .map { subject, specs, mod, vol -> [groupKey(subject, specs.collect { spec -> spec[0] }.unique().size()), specs, vol] }
+        .groupTuple(remainder: true)
+        .map { subject, specs, vols -> [[id: subject.toString(), subject: subject.toString(), specs: specs[0]], vols.sort { f -> f.name }] })
     ch_versions = ch_versions.mix(DEGRADE.out.versions)
-    inputs = DEGRADE.out.volume.map { meta, vol -> [[meta.subject, meta.modality, meta.scale], vol] }
+    inputs = DEGRADE.out.volumes
+        .flatMap { meta, vols ->
+            def files = asList(vols)
+            meta.specs.collect { spec -> [[meta.subject, spec[0], spec[1]], files.find { f -> f.name == "${meta.subject}_${spec[0]}_x${spec[1]}.nii.gz" }] }
+        }
         .mix(volumes.map { meta, vol -> [[meta.subject, meta.modality, '1'], vol] })
 
-    // SYNTHESIZE: model x test subject x source x target x scale
+    // every synthesize job with its model (or [] for methods without training), source, ground truth and mask
     checkpoints = TRAIN.out.checkpoint.map { meta, ckpt -> [meta.id, ckpt] }
     keyed = synth_jobs.map { row -> [row.train_id, jobMeta(row)] }
     with_model = keyed.filter { tid, meta -> tid }.combine(checkpoints, by: 0).map { tid, meta, ckpt -> [meta, ckpt] }
-        .mix(keyed.filter { tid, meta -> !tid }.map { tid, meta -> [meta, []] })   // methods without training
-    to_synth = with_model
+        .mix(keyed.filter { tid, meta -> !tid }.map { tid, meta -> [meta, []] })
+    per_job = with_model
         .map { meta, ckpt -> [[meta.subject, meta.source, meta.scale], meta, ckpt] }
         .combine(inputs, by: 0)
         .map { key, meta, ckpt, src -> [[meta.subject, meta.target], meta, ckpt, src] }
         .combine(by_subject_mod, by: 0)
-        .map { key, meta, ckpt, src, ref -> [meta, ckpt, src, ref] }
-    SYNTHESIZE(to_synth)
+        .map { key, meta, ckpt, src, truth -> [meta.subject, meta, ckpt, src, truth] }
+        .combine(masks, by: 0)
+        .map { subject, meta, ckpt, src, truth, mask -> [meta, ckpt, src, truth, mask] }
+
+    // SYNTHESIZE: one task per model, over all its test subjects, sources, targets and scales;
+    // everything sorted so that the task's inputs (and cache key) do not depend on arrival order
+    batches = per_job
+        .map { meta, ckpt, src, truth, mask -> [groupKey(meta.batch, meta.batch_size as int), meta, ckpt, src, truth, mask] }
+        .groupTuple(remainder: true)
+        .map { key, metas, ckpts, srcs, truths, msks ->
+            def first = metas[0]
+            def ms = msks.findAll { m -> m }.unique().sort { m -> m.toString() }
+            def jobs = [metas, srcs, truths, msks].transpose()
+                .collect { meta, src, truth, mask ->
+                    [id: meta.id, table: meta.table, method_id: meta.method_id, method: meta.method, dataset: meta.dataset,
+                     task: meta.task, subject: meta.subject, source: meta.source, target: meta.target, scale: meta.scale,
+                     dice: meta.dice, input: src.name, like: truth.name, mask_index: mask ? ms.indexOf(mask) : -1]
+                }
+                .sort { a, b -> a.id <=> b.id }
+            def bmeta = [id: key.toString(), train_id: first.train_id, method: first.method, method_id: first.method_id]
+            [bmeta, jobs, ckpts[0], srcs.unique().sort { f -> f.name }, truths.unique().sort { f -> f.name }, ms]
+        }
+    SYNTHESIZE(batches.map { bmeta, jobs, ckpt, srcs, truths, ms -> [bmeta, jobs, ckpt, srcs, truths] })
     ch_versions = ch_versions.mix(SYNTHESIZE.out.versions)
 
-    // EVALUATE: PSNR / SSIM against the ground truth (inside the brain mask where one exists)
-    to_eval = SYNTHESIZE.out.volume
-        .map { meta, pred -> [[meta.subject, meta.target], meta, pred] }
-        .combine(by_subject_mod, by: 0)
-        .map { key, meta, pred, truth -> [meta.subject, meta, pred, truth] }
-        .combine(masks, by: 0)
-        .map { subject, meta, pred, truth, mask -> [meta, pred, truth, mask] }
+    // EVALUATE: PSNR / SSIM against the ground truth (inside the brain mask where one exists),
+    // one task per synthesis batch
+    to_eval = SYNTHESIZE.out.volumes
+        .map { bmeta, jobs, preds -> [bmeta.id, preds] }
+        .join(batches.map { bmeta, jobs, ckpt, srcs, truths, ms -> [bmeta.id, bmeta, jobs, truths, ms] })
+        .map { id, preds, bmeta, jobs, truths, ms -> [bmeta, jobs, asList(preds).findAll { f -> f.name.endsWith('.nii.gz') }.sort { f -> f.name }, truths, ms] }
     EVALUATE(to_eval)
     ch_versions = ch_versions.mix(EVALUATE.out.versions)
-    rows = EVALUATE.out.row
+    rows = EVALUATE.out.rows.flatMap { meta, files -> asList(files) }
+
+    // per synthesized volume: [job meta, prediction]
+    predictions = SYNTHESIZE.out.volumes.flatMap { bmeta, jobs, preds ->
+        def files = asList(preds)
+        jobs.collect { job -> [job, files.find { f -> f.name == "${job.id}.nii.gz" }] }
+    }
 
     // DSC: nnU-Net v2 trained on real target-modality images, applied to synthesized ones
     if (params.dice) {
-        dice_jobs = SYNTHESIZE.out.volume.filter { meta, pred -> meta.dice == 'true' }
+        dice_jobs = predictions.filter { meta, pred -> meta.dice == 'true' }
         seg_modalities = dice_jobs.map { meta, pred -> meta.target }.unique()
         SEGMENT_TRAIN(seg_modalities.combine(train_items.map { items -> [items] })
             .map { mod, items ->
@@ -214,14 +407,14 @@ workflow BENCHMARK {
             .combine(labels.filter { subject, label -> label }, by: 0)
             .map { subject, meta, seg, label -> [meta, seg, label] })
         ch_versions = ch_versions.mix(SEGMENT_DICE.out.versions)
-        rows = rows.mix(SEGMENT_DICE.out.row)
+        rows = rows.mix(SEGMENT_DICE.out.row.map { meta, csv -> csv })
     }
 
     emit:
-    rows     = rows                                             // [meta, rows.csv]
-    cases    = to_synth.map { meta, ckpt, src, ref -> [meta.id, meta, src, ref] }
-        .join(SYNTHESIZE.out.volume.map { meta, pred -> [meta.id, pred] })
-        .map { id, meta, src, ref, pred -> [meta, src, ref, pred] }  // [meta, source, truth, synthesized]
+    rows     = rows                                             // result rows CSVs
+    cases    = per_job.map { meta, ckpt, src, truth, mask -> [meta.id, meta, src, truth] }
+        .join(predictions.map { meta, pred -> [meta.id, pred] })
+        .map { id, meta, src, truth, pred -> [meta, src, truth, pred] }  // [meta, source, truth, synthesized]
     versions = ch_versions
 }
 
@@ -229,44 +422,78 @@ workflow BENCHMARK {
 
 workflow {
     main:
+    // 0. parameters: checked against nextflow_schema.json and every path resolved against the
+    //    launch folder, here, before any task; tasks get only the values they use
+    def schema_path = "${projectDir}/nextflow_schema.json"
+    if (params.help) {
+        log.info(helpText(schema_path))
+        exit(0)
+    }
+    def problems = validateParameters(params, loadSchema(schema_path))
+    if (problems) {
+        error("unicoal: error: invalid pipeline parameters: ${problems.join('; ')} (fix: see `nextflow run main.nf --help` or docs/pipeline.md)")
+    }
+    if (workflow.containerEngine in ['apptainer', 'singularity'] && !params.apptainer_image) {
+        error("unicoal: error: -profile ${workflow.containerEngine} needs the image: pass --apptainer_image unicoal.sif (fix: build the image with `apptainer build unicoal.sif containers/unicoal.def`)")
+    }
+    def code_hash = stampLauncher(projectDir)
+    def input = params.input ? file(params.input, checkIfExists: true) : null
+    def data_root = params.data_root ? file(params.data_root, checkIfExists: true) : null
+    def ckpt_root = file(params.checkpoint_dir ?: "${workflow.workDir}/checkpoints")
+    ckpt_root.mkdirs()
+    def resolved = [:]
+    params.each { k, v -> resolved[k] = v }
+    resolved.putAll([input: input?.toString(), data_root: data_root?.toString(), checkpoint_dir: ckpt_root.toString(),
+                     apptainer_image: params.apptainer_image ? file(params.apptainer_image).toString() : null])
+    def stamp = workflow.start.format(java.time.format.DateTimeFormatter.ofPattern('yyyy-MM-dd_HH-mm-ss'))
+    def info_dir = file("${params.outdir}/pipeline_info")
+    info_dir.mkdirs()
+    info_dir.resolve("params_${stamp}.json").text = groovy.json.JsonOutput.prettyPrint(groovy.json.JsonOutput.toJson(resolved)) + '\n'
+
     ch_versions = channel.empty()
 
-    // 0. parameters, checked against nextflow_schema.json by `unicoal params validate`
-    PARAMS_VALIDATE(
-        groovy.json.JsonOutput.toJson(params),
-        file("${projectDir}/nextflow_schema.json", checkIfExists: true)
-    )
-    ch_versions = ch_versions.mix(PARAMS_VALIDATE.out.versions)
-
     // 1. COHORT: a samplesheet (--input) or one made from a dataset (--dataset)
-    if (params.input) {
-        sheet = channel.value([[id: file(params.input).baseName], file(params.input, checkIfExists: true)])
+    if (input) {
+        sheet = channel.value([[id: input.baseName], input])
     } else {
-        COHORT(channel.value([
-            id: params.dataset, dataset: params.dataset, subjects: params.phantom_subjects,
-            preset: params.phantom_preset, seed: params.seed, root: params.data_root,
-        ]))
+        def cohort = params.dataset == 'phantom'
+            ? [id: 'phantom', dataset: 'phantom', subjects: params.phantom_subjects, preset: params.phantom_preset, seed: params.seed]
+            : [id: params.dataset, dataset: params.dataset]
+        COHORT(channel.value([cohort, data_root ?: []]))
         ch_versions = ch_versions.mix(COHORT.out.versions)
         sheet = COHORT.out.samplesheet
     }
 
     // 2. PLAN: validate the samplesheet and expand the experiment into jobs
-    PLAN(PARAMS_VALIDATE.out.params, params.experiment, sheet)
+    PLAN(params.experiment, sheet)
     ch_versions = ch_versions.mix(PLAN.out.versions)
     rows = PLAN.out.samplesheet.flatMap { f -> f.splitCsv(header: true) }
         .map { row -> [subject: row.subject, modality: row.modality, split: row.split, path: file(row.path), label: row.label ? file(row.label) : null] }
-    jobs = PLAN.out.jobs.flatMap { f -> f.splitCsv(header: true).collect { row -> row + [config_path: row.config ? f.parent.resolve(row.config).toString() : ''] } }
+    plan_rows = PLAN.out.jobs.flatMap { f ->
+        def all = f.splitCsv(header: true)
+        def sizes = all.findAll { row -> row.kind == 'synthesize' }.countBy { row -> batchKey(row) }
+        all.collect { row ->
+            // a train job: only what names and sizes the model, and its config by content (never
+            // the path of PLAN's work directory), so that TRAIN's cache key is the model's
+            row.kind == 'train'
+                ? [kind: 'train', meta: [id: row.id, method: row.method, method_id: row.method_id, max_steps: row.max_steps],
+                   config: f.parent.resolve(row.config).text]
+                : [kind: 'synthesize', row: row + [batch: batchKey(row), batch_size: sizes[batchKey(row)]]]
+        }
+    }
+    train_jobs = plan_rows.filter { job -> job.kind == 'train' }.map { job -> [job.meta, job.config] }
+    synth_jobs = plan_rows.filter { job -> job.kind == 'synthesize' }.map { job -> job.row }
 
     // 3. PREPROCESS
     PREPROCESS(rows)
     ch_versions = ch_versions.mix(PREPROCESS.out.versions)
 
     // 4-6. TRAIN -> SYNTHESIZE -> EVALUATE
-    BENCHMARK(jobs, PREPROCESS.out.volumes, PREPROCESS.out.masks, PREPROCESS.out.labels)
+    BENCHMARK(train_jobs, synth_jobs, PREPROCESS.out.volumes, PREPROCESS.out.masks, PREPROCESS.out.labels, ckpt_root.toString())
     ch_versions = ch_versions.mix(BENCHMARK.out.versions)
 
     // 7. STATS, TABLES, FIGURES, REPORT
-    all_rows = BENCHMARK.out.rows.map { meta, csv -> csv }.toSortedList { a, b -> a.name <=> b.name }
+    all_rows = BENCHMARK.out.rows.toSortedList { a, b -> a.name <=> b.name }
         .filter { files -> files }
         .map { files -> [[id: params.experiment], files] }
     STATS(all_rows)
@@ -279,8 +506,16 @@ workflow {
     FIGURES(cases)
     ch_versions = ch_versions.mix(FIGURES.out.versions)
 
-    // one block per process, sorted, so the file (and REPORT's cache key) is the same on -resume
-    versions_yml = ch_versions.map { f -> f.text.trim() }.unique()
+    // one block per process plus the pipeline's own, sorted, so the file (and REPORT's cache
+    // key) is the same on -resume of the same code
+    pipeline_versions = [
+        '"Pipeline":',
+        "    unicoal_pipeline: ${workflow.manifest.version}",
+        "    nextflow: ${workflow.nextflow.version}",
+        "    revision: ${workflow.commitId ?: gitRevision(projectDir)}",
+        "    code_hash: ${code_hash}",
+    ].join('\n')
+    versions_yml = ch_versions.map { f -> f.text.trim() }.mix(channel.value(pipeline_versions)).unique()
         .collectFile(name: 'software_versions.yml', storeDir: "${params.outdir}/pipeline_info", sort: true, newLine: true)
     preprocessing = PREPROCESS.out.sidecars.toSortedList { a, b -> a.name <=> b.name }
     REPORT(TABLES.out.tables.join(FIGURES.out.figures), PLAN.out.samplesheet, preprocessing, versions_yml)

@@ -1,25 +1,35 @@
-"""Short CPU training of the tiny Uni-COAL config on the embedded phantom cohort.
+"""Learning curves of the tiny Uni-COAL config on the embedded phantom cohort (issue #15).
 
-Reports, on held-out (test-split) subjects:
+Trains one model (``--model sr``: task-specific T1 4x SR; ``--model unified``: T1/T2/PD x
+{1, 2, 4, 6}) with the GAN as the paper trains it (non-saturating loss + R1, L1, blur schedule,
+EMA), in chunks of ``--eval-every`` steps. After every chunk the EMA generator synthesises the
+held-out (test-split) volumes through ``unicoal synthesize`` and the PSNR (data range 1, whole
+volume and inside the head) is appended to ``WORK/curve_MODEL.csv`` together with the same
+numbers for the references:
 
-* the L1 error (intensities in [0, 1]) of the EMA generator on a fixed set of unified-task slices
-  (random input/target modality among T1/T2/PD, thickness ratio 1/2/4/6, random grid phase)
-  before and after training;
-* the 4x super-resolution PSNR (whole volume and inside the head, data range 1) of the trained
-  model against linear interpolation, both run through ``unicoal synthesize`` on the HR grid.
+* SR (T1, 4x thicker slices, ``rect`` profile): linear, cubic and Lanczos interpolation;
+* CMS (unified model, T1 -> T2): copying the source contrast (the T1 volume as the T2 estimate).
 
-Pipeline: ``unicoal.cohort.phantom.generate_cohort`` (raw, unregistered volumes) ->
+Training stops at ``--steps`` (the lr horizon) or once the training CPU time of this process
+passes ``--max-cpu-minutes``; a killed run resumes from its last chunk (``--resume`` semantics of
+``unicoal train``: the same batches and weights). ``plot`` draws every ``curve_*.csv`` of a work
+directory into one PNG (PSNR inside the head vs steps, one line per method).
+
+Pipeline: ``unicoal.cohort.phantom.generate_cohort`` (6 subjects: 2 train / 2 val / 2 test) ->
 ``unicoal.preprocess.register`` (QuickRigid to the axial T2) -> ``normalize`` -> ``unicoal train``.
 The preprocessed cohort is cached in ``--work``.
 
 Usage::
 
-    python benchmarks/train_tiny.py --work /tmp/bench_tiny --steps 300
-    python benchmarks/train_tiny.py --model micro --steps 300   # 32 x 32 model, about 10x faster
+    python benchmarks/train_tiny.py curve --model sr --work /tmp/bench_tiny --steps 4000 --max-cpu-minutes 60
+    python benchmarks/train_tiny.py curve --model unified --work /tmp/bench_tiny --steps 4000 --max-cpu-minutes 60
+    python benchmarks/train_tiny.py plot --work /tmp/bench_tiny --out docs/img/train_tiny_curve.png \
+        --csv-out docs/img/train_tiny_curve.csv
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 import time
@@ -28,6 +38,19 @@ from pathlib import Path
 import numpy as np
 
 MODALITIES = ("T1", "T2", "PD")
+MODELS = {
+    # data overrides of the tiny config per model
+    "sr": {"input_modalities": ["T1"], "output_modalities": ["T1"], "ratios": [4]},
+    "unified": {},
+}
+# (task name, source modality, target modality, thickness ratio)
+TASKS = {
+    "sr": [("sr_T1_4x", "T1", "T1", 4.0)],
+    "unified": [("sr_T1_4x", "T1", "T1", 4.0), ("cms_T1_T2", "T1", "T2", 1.0)],
+}
+SR_REFERENCES = ("linear", "cubic", "lanczos")
+FIELDS = ["model", "step", "kimg", "train_cpu_s", "train_wall_s", "cpu_s_per_step", "task", "method", "psnr", "psnr_head",
+          "volumes"]
 
 
 def prepare_cohort(work: Path, subjects: int, seed: int) -> Path:
@@ -51,44 +74,6 @@ def prepare_cohort(work: Path, subjects: int, seed: int) -> Path:
     return write_samplesheet(sheet, rows)
 
 
-def heldout_l1(G, sheet: Path, cfg, n_items: int = 96, split: str = "test") -> dict:
-    """Mean |G(x) - y| in [0, 1] units over fixed unified-task items of ``split``: overall and
-    per task (CMS: t = 1, modality changes; SR: same modality; CMSR: both change).
-    ``G=None``: the linear-interpolation reference ``(1 - delta) x^n + delta x^(n+1)`` of the
-    input slices (m = 4) instead of the network."""
-    import torch
-
-    from unicoal.train.loop import build_dataset
-
-    ds = build_dataset(cfg, sheet, split=split)
-    ds.seed = 12345  # fixed held-out tasks, independent of the training seed
-    idx = np.linspace(0, len(ds) - 1, n_items).round().astype(int)
-    errs, tasks = [], []
-    if G is not None:
-        G.eval()
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for s in range(0, len(idx), 16):
-            batch = torch.utils.data.default_collate([ds[int(i)] for i in idx[s:s + 16]])
-            if G is None:
-                d = batch["delta"].view(-1, 1, 1, 1)
-                y = (1 - d) * batch["x_in"][:, 1:2] + d * batch["x_in"][:, 2:3]
-            else:
-                z = torch.randn(len(batch["delta"]), G.cfg.z_dim, generator=gen)
-                y = G(batch["x_in"], batch["delta"], batch["c_out"], z)
-            errs.append(((y.clamp(-1, 1) - batch["y"]).abs().mean(dim=(1, 2, 3)) / 2).numpy())
-            same = (batch["c_in"] == batch["c_out"]).numpy()
-            one = (batch["ratio"] == 1).numpy()
-            tasks += ["sr" if sm else "cms" if o else "cmsr" for sm, o in zip(same, one)]
-    err = np.concatenate(errs)
-    tasks = np.array(tasks)
-    out = {"all": float(err.mean())}
-    for t in ("cms", "sr", "cmsr"):
-        if (tasks == t).any():
-            out[t] = float(err[tasks == t].mean())
-    return out
-
-
 def _central(vol: np.ndarray, size: int) -> np.ndarray:
     """Crop the in-plane axes (0, 1) to the model's central ``size x size`` field of view."""
     out = vol
@@ -99,94 +84,212 @@ def _central(vol: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def sr_psnr(model: Path, sheet: Path, work: Path, size: int, ratio: float = 4.0) -> dict:
-    """4x SR of every test volume with the model and with linear interpolation, compared on
-    the model's in-plane field of view (the whole slice for the tiny config)."""
-    from unicoal.cohort.samplesheet import read_samplesheet
-    from unicoal.evaluate.metrics import get_convention, image_metrics
-    from unicoal.geometry import Grid
-    from unicoal.infer import synthesize
-    from unicoal.io import load_volume
-    from unicoal.preprocess.degrade import degrade_file
+class HeldOut:
+    """The test-split volumes of each task, their inputs (degraded for SR) and the reference
+    methods' PSNR (computed once)."""
 
-    conv = get_convention("published")
-    res: dict[str, list] = {"unicoal": [], "linear": [], "unicoal_head": [], "linear_head": []}
-    for row in read_samplesheet(sheet):
-        if row.split != "test" or row.modality not in MODALITIES:
-            continue
-        hr, img = load_volume(row.path)
-        lr_path = work / "sr" / f"{row.subject}_{row.modality}_lr.nii.gz"
-        degrade_file(row.path, lr_path, Grid.from_image(img).thickness * ratio)
-        for method in ("unicoal", "linear"):
-            out = work / "sr" / f"{row.subject}_{row.modality}_{method}.nii.gz"
-            kw = {"checkpoint": model} if method == "unicoal" else {"method": "linear"}
-            synthesize([lr_path], out, to=row.modality, source_modalities=[row.modality], like=row.path, progress=False, **kw)
-            pred = _central(load_volume(out, allow_empty=True)[0], size)
-            ref = _central(hr, size)
-            head = ref > 0.05
-            res[method].append(image_metrics(pred, ref, conv)["PSNR"])
-            res[f"{method}_head"].append(image_metrics(pred, ref, conv, mask=head)["PSNR"])
-    return {k: (float(np.mean(v)), float(np.std(v)), len(v)) for k, v in res.items()}
+    def __init__(self, sheet: Path, work: Path, tasks, size: int):
+        from unicoal.cohort.samplesheet import read_samplesheet, subjects_of
+        from unicoal.evaluate.metrics import get_convention
+        from unicoal.geometry import Grid
+        from unicoal.io import load_volume
+        from unicoal.preprocess.degrade import degrade_file
+
+        self.conv = get_convention("published")
+        self.size, self.work = size, work / "eval"
+        self.cases = []  # (task, subject, source path, input path, target path, target modality)
+        for sid, by_mod in subjects_of([r for r in read_samplesheet(sheet) if r.split == "test"]).items():
+            for task, src, dst, ratio in tasks:
+                inp = Path(by_mod[src].path)
+                if ratio != 1:
+                    lr = self.work / f"{sid}_{src}_{ratio:g}x.nii.gz"
+                    if not lr.exists():
+                        degrade_file(inp, lr, Grid.from_image(load_volume(inp)[1]).thickness * ratio)
+                    inp = lr
+                self.cases.append((task, sid, src, inp, Path(by_mod[dst].path), dst))
+        self.references = self._references()
+
+    def _score(self, pred_path: Path, ref_path: Path) -> tuple[float, float]:
+        from unicoal.evaluate.metrics import image_metrics
+        from unicoal.io import load_volume
+
+        ref = _central(load_volume(ref_path)[0], self.size)
+        pred = _central(load_volume(pred_path, allow_empty=True)[0], self.size)
+        head = ref > 0.05
+        psnr = image_metrics(pred, ref, self.conv)["PSNR"]
+        return psnr, image_metrics(pred, ref, self.conv, mask=head)["PSNR"]
+
+    def _synth(self, method: str, case, out: Path, checkpoint: Path | None = None) -> Path:
+        from unicoal.infer import synthesize
+
+        task, sid, src, inp, ref, dst = case
+        kw = {"checkpoint": checkpoint} if checkpoint is not None else {"method": method}
+        synthesize([inp], out, to=dst, source_modalities=[src], like=ref, progress=False, **kw)
+        return out
+
+    def _references(self) -> dict:
+        """{(task, method): [(psnr, psnr_head) per volume]} of the interpolations / source copy."""
+        out: dict = {}
+        for case in self.cases:
+            task, sid, src, inp, ref, dst = case
+            if src == dst:
+                for m in SR_REFERENCES:
+                    pred = self.work / f"{sid}_{task}_{m}.nii.gz"
+                    if not pred.exists():
+                        self._synth(m, case, pred)
+                    out.setdefault((task, m), []).append(self._score(pred, ref))
+            else:
+                out.setdefault((task, "copy_source"), []).append(self._score(inp, ref))
+        return out
+
+    def model_scores(self, checkpoint: Path, name: str) -> dict:
+        out: dict = {}
+        for case in self.cases:
+            task, sid = case[0], case[1]
+            pred = self._synth("unicoal", case, self.work / f"{sid}_{task}_unicoal_{name}.nii.gz", checkpoint)
+            out.setdefault((task, "unicoal"), []).append(self._score(pred, case[4]))
+        return out
+
+
+def _parse_sets(items) -> dict:
+    import yaml
+
+    out: dict = {}
+    for item in items or []:
+        key, _, value = item.partition("=")
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = yaml.safe_load(value)
+    return out
+
+
+def curve(args) -> int:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from unicoal.train.config import deep_merge, load_config
+    from unicoal.train.loop import train
+
+    work = Path(args.work)
+    sheet = prepare_cohort(work, args.subjects, args.seed)
+    name = args.name or args.model
+    over = {"data": MODELS[args.model],
+            "optim": {"batch_size": args.batch_size, "total_steps": args.steps},
+            "run": {"seed": args.seed, "log_every": 50, "checkpoint_every": args.eval_every, "tensorboard": False}}
+    over = deep_merge(over, _parse_sets(args.set))
+    cfg = load_config("tiny", over)
+    held = HeldOut(sheet, work, TASKS[args.model], cfg.data.resolution)
+    run = work / f"run_{name}"
+    csv_path = work / f"curve_{name}.csv"
+    state_path = work / f"curve_{name}.json"
+    state = json.loads(state_path.read_text()) if state_path.exists() else {"cpu_s": 0.0, "wall_s": 0.0}
+    if not csv_path.exists():
+        with open(csv_path, "w", newline="") as fh:
+            csv.DictWriter(fh, FIELDS).writeheader()
+
+    def record(step: int, scores: dict) -> None:
+        rows = []
+        for (task, method), vals in {**held.references, **scores}.items():
+            v = np.array(vals)
+            rows.append({"model": name, "step": step, "kimg": round(step * args.batch_size / 1000, 3),
+                         "train_cpu_s": round(state["cpu_s"], 1), "train_wall_s": round(state["wall_s"], 1),
+                         "cpu_s_per_step": round(state["cpu_s"] / step, 3) if step else "", "task": task,
+                         "method": method, "psnr": round(float(v[:, 0].mean()), 3),
+                         "psnr_head": round(float(v[:, 1].mean()), 3), "volumes": len(v)})
+        with open(csv_path, "a", newline="") as fh:
+            csv.DictWriter(fh, FIELDS).writerows(rows)
+        summary = {f"{r['task']}/{r['method']}": (r["psnr"], r["psnr_head"]) for r in rows}
+        print(json.dumps({"step": step, "train_cpu_min": round(state["cpu_s"] / 60, 1), **summary}), flush=True)
+
+    step = 0
+    if (run / "checkpoints" / "last.pt").exists():
+        from unicoal.train.checkpoint import load_checkpoint
+
+        step = int(load_checkpoint(run / "checkpoints" / "last.pt", expect="train")["step"])
+    else:
+        record(0, {})
+    while step < args.steps and state["cpu_s"] < args.max_cpu_minutes * 60:
+        c0, w0 = time.process_time(), time.perf_counter()
+        resume = (run / "checkpoints" / "last.pt").exists()
+        summary = train(cfg, sheet, run, resume=resume, device="cpu", progress=False, stop_after=args.eval_every)
+        state["cpu_s"] += time.process_time() - c0
+        state["wall_s"] += time.perf_counter() - w0
+        step = summary["step"]
+        state_path.write_text(json.dumps(state))
+        record(step, held.model_scores(run / "model.pt", name))
+    return 0
+
+
+def plot(args) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    work = Path(args.work)
+    rows = []
+    for path in sorted(work.glob("curve_*.csv")):
+        with open(path) as fh:
+            rows += list(csv.DictReader(fh))
+    panels = sorted({(r["model"], r["task"]) for r in rows}, key=lambda p: (p[0] != "sr", p))
+    if not panels:
+        raise SystemExit(f"no curve_*.csv in {work}")
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
+    styles = {"unicoal": ("C0", "-"), "linear": ("C1", "--"), "cubic": ("C2", "--"), "lanczos": ("C3", "--"),
+              "copy_source": ("C4", "--")}
+    for ax, (model, task) in zip(axes[0], panels):
+        sel = [r for r in rows if r["model"] == model and r["task"] == task]
+        for method in sorted({r["method"] for r in sel}, key=lambda m: m != "unicoal"):
+            pts = sorted((int(r["step"]), float(r[args.metric])) for r in sel if r["method"] == method)
+            if method != "unicoal" and len({v for _, v in pts}) == 1:
+                ax.axhline(pts[0][1], color=styles.get(method, ("k", "--"))[0], ls="--", label=method)
+                continue
+            pts = [p for p in pts if p[0] > 0] or pts
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], color=styles.get(method, ("k", "-"))[0],
+                    ls=styles.get(method, ("k", "-"))[1], marker="o", ms=3, label=f"Uni-COAL ({model})" if method == "unicoal" else method)
+        ax.set_xlim(0, max(int(r["step"]) for r in sel) * 1.05 + 1)
+        ax.set_title(f"{model} model: {task}")
+        ax.set_xlabel("training steps (batch 4)")
+        ax.set_ylabel(f"PSNR {'inside the head' if args.metric == 'psnr_head' else 'whole volume'} (dB)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    if args.csv_out:
+        with open(args.csv_out, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+    print(out)
+    return 0
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--work", default="/tmp/unicoal_bench_tiny")
-    ap.add_argument("--subjects", type=int, default=6)
-    ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--model", choices=("tiny", "micro"), default="tiny", help="tiny: the tiny config (64 x 64); micro: 32 x 32, 4 layers")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("curve", help="train one model and append its held-out PSNR curve to WORK/curve_NAME.csv")
+    c.add_argument("--model", choices=sorted(MODELS), required=True)
+    c.add_argument("--name", default=None, help="run / CSV name (default: the model), e.g. for ablations")
+    c.add_argument("--work", default="/tmp/unicoal_bench_tiny")
+    c.add_argument("--subjects", type=int, default=6)
+    c.add_argument("--steps", type=int, default=4000, help="lr horizon and last step")
+    c.add_argument("--eval-every", type=int, default=250)
+    c.add_argument("--max-cpu-minutes", type=float, default=60.0, help="stop after this much training CPU time")
+    c.add_argument("--batch-size", type=int, default=4)
+    c.add_argument("--threads", type=int, default=1)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--set", action="append", help="config override KEY=VALUE (e.g. loss.adversarial=false)")
+    p = sub.add_parser("plot", help="plot every WORK/curve_*.csv into one PNG")
+    p.add_argument("--work", default="/tmp/unicoal_bench_tiny")
+    p.add_argument("--out", required=True)
+    p.add_argument("--metric", choices=("psnr_head", "psnr"), default="psnr_head")
+    p.add_argument("--csv-out", default=None, help="also write all curves merged into this CSV")
     args = ap.parse_args(argv)
-
-    import torch
-
-    torch.set_num_threads(args.threads)
-    from unicoal.methods import get_method
-    from unicoal.train.config import load_config
-    from unicoal.train.loop import train
-    from unicoal.train.synthetic import micro_overrides
-
-    work = Path(args.work)
-    t0 = time.perf_counter()
-    sheet = prepare_cohort(work, args.subjects, args.seed)
-    t_prep = time.perf_counter() - t0
-    over = micro_overrides(args.batch_size) if args.model == "micro" else {"optim": {"batch_size": args.batch_size}}
-    over = {**over, "optim": {**over.get("optim", {}), "total_steps": args.steps}, "run": {**over.get("run", {}), "seed": args.seed, "log_every": 10, "checkpoint_every": 100, "tensorboard": False}}
-    cfg = load_config("tiny", over)
-    spec = get_method("unicoal")
-    torch.manual_seed(args.seed)
-    G0, _ = spec.build_models(spec.model_config(cfg.model), discriminator=False)
-    l1_before = heldout_l1(G0, sheet, cfg)
-    run = work / f"run_{args.model}_{args.steps}"
-    if (run / "checkpoints" / "last.pt").exists():
-        summary = train(cfg, sheet, run, resume=True, device="cpu")
-    else:
-        summary = train(cfg, sheet, run, device="cpu")
-    trainer = summary["trainer"]
-    l1_after = heldout_l1(trainer.ema.model, sheet, cfg)
-    l1_linear = heldout_l1(None, sheet, cfg) if cfg.data.num_inputs == 4 else {}
-    sr = sr_psnr(run / "model.pt", sheet, work, cfg.data.resolution)
-    result = {
-        "model": args.model,
-        "steps": summary["step"],
-        "batch_size": args.batch_size,
-        "train_seconds": round(summary["seconds"], 1),
-        "seconds_per_step": round(summary["seconds"] / max(1, summary["step"]), 2),
-        "prep_seconds": round(t_prep, 1),
-        "heldout_l1_before": {k: round(v, 4) for k, v in l1_before.items()},
-        "heldout_l1_after": {k: round(v, 4) for k, v in l1_after.items()},
-        "heldout_l1_linear_copy": {k: round(v, 4) for k, v in l1_linear.items()},
-        "sr4x_psnr_unicoal": [round(v, 2) for v in sr["unicoal"][:2]],
-        "sr4x_psnr_linear": [round(v, 2) for v in sr["linear"][:2]],
-        "sr4x_psnr_unicoal_head": [round(v, 2) for v in sr["unicoal_head"][:2]],
-        "sr4x_psnr_linear_head": [round(v, 2) for v in sr["linear_head"][:2]],
-        "sr_volumes": sr["linear"][2],
-    }
-    (work / f"result_{args.model}_{args.steps}.json").write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
-    return 0
+    return curve(args) if args.cmd == "curve" else plot(args)
 
 
 if __name__ == "__main__":

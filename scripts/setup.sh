@@ -58,6 +58,11 @@ if [ ! -x "$venv/bin/unicoal" ] || ! (cd / && "$venv/bin/python" -P -c 'import u
     "$venv/bin/pip" install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1 || "$venv/bin/pip" install -q --no-deps -e .
 fi
 
+# --- the code stamp of bin/unicoal (the launcher every pipeline task calls) ------------------
+# Nextflow hashes bin/unicoal into each task's cache key: the stamp changes with the code, so
+# -resume re-runs what the code change touches (main.nf re-stamps at launch as well).
+scripts/stamp_code.sh >/dev/null
+
 # --- Nextflow ------------------------------------------------------------------------------
 if [ -x scripts/install_nextflow.sh ]; then
     scripts/install_nextflow.sh

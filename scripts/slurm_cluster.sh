@@ -10,7 +10,10 @@
 # cluster writes (config, munge key and socket, state, logs, the job completion log that
 # `sacct -c` reads) lives in STATE_DIR (default /tmp/unicoal-slurm). Clients (sbatch, squeue,
 # Nextflow's slurm executor) find it through SLURM_CONF=STATE_DIR/slurm.conf. The node has the
-# machine's CPUs and memory, one partition `debug`, no GPUs (GPU tasks need --slurm_gpus 0).
+# machine's CPUs and memory and one partition `debug`. With SLURM_TEST_GPUS=N the node also
+# advertises N GPUs as a generic resource without devices (gres.conf Count only), so jobs that
+# book --gres=gpu:K (K <= N) are scheduled, and a second partition `gpu` (the same node) exists:
+# enough to test which jobs book GPUs and where they go, with no GPU.
 # Ports: SLURM_TEST_CTLD_PORT / SLURM_TEST_SLURMD_PORT (default 16817 / 16818).
 set -euo pipefail
 
@@ -18,6 +21,7 @@ cmd="${1:-}"
 STATE="${2:-${SLURM_TEST_DIR:-/tmp/unicoal-slurm}}"
 CTLD_PORT="${SLURM_TEST_CTLD_PORT:-16817}"
 SLURMD_PORT="${SLURM_TEST_SLURMD_PORT:-16818}"
+GPUS="${SLURM_TEST_GPUS:-0}"
 CONF="$STATE/slurm.conf"
 SOCKET="$STATE/munge/munge.socket"
 
@@ -38,8 +42,21 @@ stop_pidfile() {  # stop the daemon whose pid is in $1 (TERM, then KILL after 10
 }
 
 write_conf() {
-    local host cpus mem_mb
+    local host cpus mem_mb gres="" gres_types=""
     host="$(hostname -s)"
+    if [[ "$GPUS" -gt 0 ]]; then
+        gres=" Gres=gpu:${GPUS}"
+        gres_types="GresTypes=gpu"
+        # slurmd counts a GPU per device file: character devices that are /dev/null underneath
+        local i files=()
+        for ((i = 0; i < GPUS; i++)); do
+            [[ -c "$STATE/fakegpu$i" ]] || mknod "$STATE/fakegpu$i" c 1 3
+            files+=("$STATE/fakegpu$i")
+        done
+        (IFS=,; echo "NodeName=${host} Name=gpu File=${files[*]}") > "$STATE/gres.conf"
+    else
+        rm -f "$STATE/gres.conf"
+    fi
     cpus="$(nproc)"
     mem_mb="$(awk '/MemTotal/ {printf "%d", $2 / 1024 * 0.9}' /proc/meminfo)"
     cat > "$CONF" <<EOF
@@ -77,9 +94,13 @@ JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/filetxt
 JobCompLoc=${STATE}/jobcomp.log
-NodeName=${host} NodeAddr=127.0.0.1 CPUs=${cpus} RealMemory=${mem_mb} State=UNKNOWN
+${gres_types}
+NodeName=${host} NodeAddr=127.0.0.1 CPUs=${cpus} RealMemory=${mem_mb}${gres} State=UNKNOWN
 PartitionName=debug Nodes=${host} Default=YES MaxTime=INFINITE State=UP
 EOF
+    if [[ "$GPUS" -gt 0 ]]; then
+        echo "PartitionName=gpu Nodes=${host} MaxTime=INFINITE State=UP" >> "$CONF"
+    fi
 }
 
 start() {

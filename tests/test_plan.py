@@ -64,7 +64,9 @@ def test_every_table_loads_and_table4_matches_the_paper_layout():
     t4 = load_experiment("table4")
     # Table IV: 3 SR blocks x 3 scales + 3 CMS/CMSR blocks x 4 scales = 21 rows, 6 methods
     assert sum(len(t.scales) for t in t4.tasks) == 21
-    assert [m.id for m in t4.methods] == ["ResViT", "ArSSR", "SC-GAN", "ProvoGAN", "SynthSR", "Uni-COAL"]
+    assert [m.id for m in t4.methods][:6] == ["ResViT", "ArSSR", "SC-GAN", "ProvoGAN", "SynthSR", "Uni-COAL"]
+    # + the reference rows that are not in the paper (issue #14): interpolation and copy, non-trainable
+    assert [(m.id, m.method) for m in t4.methods][6:] == [("Linear", "linear"), ("Cubic", "cubic"), ("Lanczos", "lanczos"), ("Copy", "copy")]
     assert {t.dataset for t in t4.tasks} == {"IXI"}
     assert not t4.dice
     t1 = load_experiment("table1")
@@ -104,8 +106,9 @@ def test_unified_method_trains_one_model_per_table_and_specific_one_per_cell(tmp
     assert len(by_method["SynthSR"]) == 3 * 3                   # arbitrary input: per target and task kind
     assert "ArSSR" not in by_method and "ProvoGAN" not in by_method
     assert any("ArSSR" in s and "not registered" in s for s in plan.skipped)
-    # 1 test subject: one synthesize job per (method, cell)
-    assert len(plan.synthesize) == 21 + 21 + 3 + 21
+    # 1 test subject: one synthesize job per (method, cell); Linear (untrained) runs the 9 SR cells
+    assert len(plan.synthesize) == 21 + 21 + 3 + 21 + 9
+    assert not [j for j in plan.train if j.method_id == "Linear"]
     uni = by_method["Uni-COAL"][0].config
     assert uni["base"] == "paper" and uni["method"] == "unicoal"
     assert uni["model"]["modalities"] == ["T1", "T2", "PD"]
@@ -189,7 +192,9 @@ def test_write_plan_csv_configs_and_samplesheet(tmp_path):
     synths = [j for j in jobs if j["kind"] == "synthesize"]
     assert len(trains) == len(plan.train) == 1 + 3
     for j in trains:
-        assert (out.parent / j["config"]).is_file() and j["max_steps"] == "150"
+        assert (out.parent / j["config"]).is_file()
+        # the profile's 150 steps, or the method's own (the table row's `profiles: {test: {max_steps: 30}}`)
+        assert j["max_steps"] == ("150" if j["method"] == "unicoal" else "30")
     assert {j["train_id"] for j in synths} == {j["id"] for j in trains}
     assert {j["scale"] for j in synths} == {"1", "2"}
     with open(out.parent / "samplesheet.csv", newline="") as fh:

@@ -105,3 +105,28 @@ def test_bad_cases_are_one_line_errors(tmp_path, capsys):
     (tmp_path / "c.csv").write_text("figure,kind,label,path\nf,picture,A,a.nii.gz\n")
     assert main(["figures", "--cases", str(tmp_path / "c.csv"), "--out-dir", str(tmp_path / "o")]) == 1
     assert "kind must be one of" in capsys.readouterr().err
+
+
+def test_centre_label_cuts_through_the_lesion(cases, tmp_path):
+    """Issue #14: ``--centre label`` cuts at the lesion's centroid, not the head's (the default)."""
+    d, _, _ = cases
+    aff = np.eye(4)
+    aff[:3, 3] = -N / 2
+    lesion = np.zeros((N, N, N), np.float32)
+    lesion[22:26, 20:24, 5:9] = 1  # off-centre: voxel centroid (23.5, 21.5, 6.5)
+    nib.save(nib.Nifti1Image(lesion, aff), str(d / "lesion.nii.gz"))
+    nib.save(nib.Nifti1Image(np.zeros((N, N, N), np.float32), aff), str(d / "empty.nii.gz"))
+    (tmp_path / "cases.csv").write_text(
+        "figure,kind,label,path\n"
+        f"les,method,Blurred,{d / 'blur.nii.gz'}\nles,target,T2,{d / 't2.nii.gz'}\nles,label,lesion,{d / 'lesion.nii.gz'}\n"
+        f"none,method,Blurred,{d / 'blur.nii.gz'}\nnone,target,T2,{d / 't2.nii.gz'}\nnone,label,lesion,{d / 'empty.nii.gz'}\n")
+    out = tmp_path / "out"
+    assert main(["figures", "--cases", str(tmp_path / "cases.csv"), "--out-dir", str(out), "--dpi", "40", "--centre", "label"]) == 0
+    info = {f["figure"]: f for f in json.loads((out / "figures.json").read_text())["figures"]}
+    assert info["les"]["centre"] == "label"
+    assert info["les"]["centre_mm"] == pytest.approx([23.5 - N / 2, 21.5 - N / 2, 6.5 - N / 2])
+    assert info["none"]["centre"].startswith("foreground")  # empty label map: falls back, and says so
+    assert main(["figures", "--cases", str(tmp_path / "cases.csv"), "--out-dir", str(tmp_path / "o2"), "--dpi", "40"]) == 0
+    default = {f["figure"]: f for f in json.loads((tmp_path / "o2" / "figures.json").read_text())["figures"]}
+    assert default["les"]["centre"] == "foreground"
+    assert default["les"]["centre_mm"] != pytest.approx(info["les"]["centre_mm"], abs=2.0)

@@ -11,7 +11,8 @@ import pytest
 from unicoal.cli import main
 from unicoal.evaluate.rows import ResultRow, write_rows
 from unicoal.report.reference import SUMMARY_COLUMNS, aggregate_rows
-from unicoal.report.specs import TABLE_SPECS, table_key
+from unicoal.report.specs import REFERENCE_GROUP, TABLE_SPECS, table_key
+from unicoal.evaluate.stats import read_stats
 from unicoal.report.tables import ResultIndex, build_table, format_cell
 
 REPO = Path(__file__).resolve().parents[1]
@@ -116,6 +117,11 @@ def _grid(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+def _paper_grid(path: Path) -> list[dict[str, str]]:
+    """The printed grid without the reference rows / columns the paper does not have (marked †)."""
+    return [{k: v for k, v in r.items() if "†" not in k} for r in _grid(path) if r["group"] != REFERENCE_GROUP]
+
+
 def test_reference_csvs_have_the_schema_and_all_printed_cells():
     counts = {}
     for f in sorted(REFERENCE.glob("table*.csv")):
@@ -130,7 +136,7 @@ def test_reference_csvs_have_the_schema_and_all_printed_cells():
 @pytest.mark.parametrize("name", list(ROWS_PER_TABLE))
 def test_round_trip_reproduces_the_printed_numbers(round_trip, name):
     paper = _paper_tables()[name]
-    grid = _grid(round_trip / f"{name}.csv")
+    grid = _paper_grid(round_trip / f"{name}.csv")
     assert len(grid) == len(paper)
     columns = list(grid[0].keys())[2:]
     for row, (label, cells) in zip(grid, paper):
@@ -145,6 +151,8 @@ def test_round_trip_bold_matches_the_paper(round_trip, name):
     body = [l for l in md if l.startswith("| ") and not l.startswith("| **") and "---" not in l][1:]
     header = [c.strip() for c in [l for l in md if l.startswith("| ")][0].strip("|").split("|")][1:]
     groups = [r.group for r in TABLE_SPECS[name].rows]
+    body = [l for l, g in zip(body, groups) if g != REFERENCE_GROUP]
+    groups = [g for g in groups if g != REFERENCE_GROUP]
     assert len(body) == len(paper)
     mismatches = set()
     for line, (label, cells), group in zip(body, paper, groups):
@@ -176,7 +184,8 @@ def test_latex_layout(round_trip):
     assert r"\multicolumn{3}{c}{T1-T2}" in tex
     assert r"\textbf{26.47$\pm$2.22}" in tex
     assert r"\multicolumn{10}{l}{\textbf{2D-based Cross-modality Synthesis}}" in tex
-    assert tex.count(r"\\") == 2 + 2 + 8  # two header lines, two group headings, eight methods
+    # two header lines, three group headings (the paper's two + reference rows), eight methods + Copy + Real
+    assert tex.count(r"\\") == 2 + 3 + 10
 
 
 @pytest.mark.skipif(not PAPER.is_file(), reason="the paper's markdown is only present in the project workspace")
@@ -204,8 +213,9 @@ def test_per_subject_rows_give_mean_std_bold_and_dash(tmp_path):
     assert dcsrn[0].text == "24.50±0.41" and not dcsrn[0].bold
     assert uni[1].text == "0.920±0.016" and not uni[1].bold  # a lone value is not "best"
     assert uni[2].text == "0.925±0.025" and uni[2].n == 2  # NaN Dice left out
-    assert dcsrn[1].text == "-" and cells["SynthSR [6]"][0].text == "-"
-    assert [c.text for c in uni[3:]] == ["-", "-"]  # ADNI block empty
+    # no result: "not run" (the registry may not know DCSRN / SynthSR yet, and no capabilities were given)
+    assert dcsrn[1].text == "n.r." and cells["SynthSR [6]"][0].text == "n.r."
+    assert [c.text for c in uni[3:]] == ["n.r.", "n.r."]  # ADNI block empty
 
 
 def test_inf_and_convention_filtering():
@@ -228,11 +238,13 @@ def test_cli_with_subject_rows_stats_and_comparison(tmp_path):
     out = tmp_path / "tables"
     assert main(["tables", *ins, "--out-dir", str(out), "--stats", str(tmp_path / "p.csv"), "--reference", str(REFERENCE)]) == 0
     grid = {r["row"]: r for r in _grid(out / "table2.csv")}
-    assert grid["DCSRN [14]"]["CSDH (8x) PSNR"] == "25.17±1.07*"  # Wilcoxon p = 2/2^6 = 0.031 < 0.05
+    # Wilcoxon p = 2/2^6 = 0.031 < 0.05; the only test of Table II, so Holm leaves it below 0.05 (‡)
+    assert grid["DCSRN [14]"]["CSDH (8x) PSNR"] == "25.17±1.07*‡"
     assert grid["Uni-COAL_sr"]["CSDH (8x) PSNR"] == "30.50±1.71"
     comp = {(r["table"], r["row"], r["block"], r["metric"]): r for r in _grid(out / "comparison.csv")}
     c = comp["II", "DCSRN [14]", "CSDH (8x)", "PSNR"]
     assert (c["ours"], c["paper"], c["difference"], c["n"]) == ("25.17±1.07", "24.15±0.67", "+1.02", "6")
+    assert (c["paper_std"], c["beyond_std"]) == ("0.67", "yes")  # |+1.02| > the paper's std 0.67
     assert comp["II", "SynthSR [6]", "CSDH (8x)", "PSNR"]["ours"] == "-"
     summary = _grid(out / "summary.csv")
     p = {r["method"]: r["wilcoxon_p"] for r in summary}
@@ -258,7 +270,7 @@ def test_specs_are_consistent():
     for spec in TABLE_SPECS.values():
         sels = [sel for *_, sel in spec.cells()]
         assert len(set(sels)) == len(sels), spec.name  # every cell distinct
-    assert len(list(TABLE_SPECS["table4"].cells())) == 21 * 12
+    assert len(list(TABLE_SPECS["table4"].cells())) == 21 * (12 + 8)  # + Linear, Cubic, Lanczos, Copy columns
 
 
 def test_duplicate_subject_rows_are_refused(tmp_path, capsys):
@@ -289,3 +301,96 @@ def test_summary_bold_column_round_trips(round_trip):
             paper[(r["table"], r["method"], r["dataset"], r["source"], r["target"], r["scale"], r["metric"])] = r["bold"]
     diff = {k for k in paper if summary[k] != paper[k]}
     assert diff == {("table4", "Uni-COAL", "IXI", "T2", "T2", "6", "PSNR")}  # the paper's bold typo
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue #14: the right significance pairs, Real rows, region Dice, cannot vs not run, notes
+
+
+def _t1_rows(method, values, metric="PSNR", task="CMS", source="T1", target="T2"):
+    return [ResultRow("table1", "BraTS", task, method, f"b{i}", source, target, 1, metric, v, "brats-empty-1" if "DSC" in metric else "published")
+            for i, v in enumerate(values)]
+
+
+def test_table1_star_comes_from_the_right_pair_and_real_rows_appear(tmp_path):
+    one = [26.0, 26.5, 27.0, 25.5, 26.2, 26.8]
+    pix2pix = [v - 1.0 - 0.1 * i for i, v in enumerate(one)]  # below Uni-COAL_one on every subject
+    multi = [v + 0.5 * (-1) ** i for i, v in enumerate(pix2pix)]  # no consistent difference to pix2pix
+    rows = (_t1_rows("Uni-COAL_one", one) + _t1_rows("Uni-COAL_multi", multi) + _t1_rows("pix2pix", pix2pix)
+            + _t1_rows("Copy", [30.0] * 6))  # higher than all: a reference row must still not take the bold
+    # Dice: Table I's DSC column, the BraTS regions, and the real T2 images (method Real, task empty, T2 -> T2)
+    for m, base in (("Uni-COAL_one", 0.70), ("pix2pix", 0.60), ("Uni-COAL_multi", 0.72)):
+        for metric, off in (("DSC", 0.0), ("DSC_WT", 0.0), ("DSC_TC", -0.1), ("DSC_ET", -0.2)):
+            rows += _t1_rows(m, [base + off + 0.01 * i for i in range(6)], metric=metric)
+    for metric, v in (("DSC", 0.85), ("DSC_WT", 0.85), ("DSC_TC", 0.75), ("DSC_ET", 0.65)):
+        rows += _t1_rows("Real", [v] * 6, metric=metric, task="", source="T2", target="T2")
+    write_rows(tmp_path / "r.csv", rows)
+    assert main(["stats", "--in", str(tmp_path / "r.csv"), "--out", str(tmp_path / "p.csv")]) == 0
+    out = tmp_path / "t"
+    assert main(["tables", "--in", str(tmp_path / "r.csv"), "--stats", str(tmp_path / "p.csv"), "--out-dir", str(out),
+                 "--reference", str(REFERENCE)]) == 0
+    grid = {r["row"]: r for r in _grid(out / "table1.csv")}
+    # pix2pix is 1.0-1.5 dB below Uni-COAL_one on all 6 subjects: p = 2/2^6 = 0.031 vs Uni-COAL_one -> star.
+    # (Against Uni-COAL_multi, the old pairing, the differences alternate in sign: no star.)
+    assert grid["pix2pix [49]"]["T1-T2 PSNR"].startswith("25.08±0.50*")
+    assert grid["Uni-COAL_one"]["T1-T2 PSNR"] == "26.33±0.50"  # a reference: no star, not tested against _multi
+    tests = {t.method: t for t in read_stats(tmp_path / "p.csv") if t.cell[6] == "PSNR"}
+    assert tests["pix2pix"].reference == "Uni-COAL_one" and tests["pix2pix"].wilcoxon_p == pytest.approx(0.03125)
+    assert "Uni-COAL_one" not in tests
+    assert grid["Copy source"]["T1-T2 PSNR"].startswith("30.00±0.00*")  # reference rows: vs Uni-COAL_multi
+    assert grid["Real (upper bound)"]["T1-T2 DSC"] == "0.850±0.000"
+    assert grid["Real (upper bound)"]["T1-T2 PSNR"] == "n/a"
+    assert grid["ResViT [2]"]["T1-T2 PSNR"] == "n.r."  # ResViT can do CMS (Table V): not run here
+    md = (out / "table1.md").read_text(encoding="utf-8")
+    assert "| Uni-COAL_one | **26.33±0.50** |" in md  # the bold goes to the paper's rows only: Copy (30) never
+    assert "| Copy source | 30.00±0.00*" in md
+    assert "Uni-COAL_one" in md and "2D group is tested against Uni-COAL_one" in md
+    assert "Holm" in md
+    regions = {r["row"]: r for r in _grid(out / "table1_regions.csv")}
+    assert regions["Uni-COAL_one"]["T1-T2 DSC_TC"] == "0.625±0.017"
+    assert regions["Real (upper bound)"]["T1-T2 DSC_ET"] == "0.650±0.000"
+    import json
+
+    manifest = json.loads((out / "tables.json").read_text(encoding="utf-8"))
+    assert not [u for u in manifest["unmatched"] if "Real" in u or "DSC_" in u]  # all shown now
+    assert {p["method"] for p in manifest["pvalues"]} >= {"pix2pix", "Copy"}
+    assert (out / "rows.csv").is_file()
+
+
+def test_cannot_and_not_run_differ_in_table4_and_the_floor_note(tmp_path):
+    rows = []
+    for m, vals in (("Uni-COAL", [30.0, 31.0, 32.0]), ("Linear", [28.0, 29.0, 30.5])):
+        rows += [ResultRow("table4", "IXI", "SR", m, f"s{i}", "T1", "T1", 2, "PSNR", v, "published") for i, v in enumerate(vals)]
+    write_rows(tmp_path / "r.csv", rows)
+    assert main(["stats", "--in", str(tmp_path / "r.csv"), "--out", str(tmp_path / "p.csv")]) == 0
+    out = tmp_path / "t"
+    assert main(["tables", "--in", str(tmp_path / "r.csv"), "--stats", str(tmp_path / "p.csv"), "--out-dir", str(out),
+                 "--reference", str(REFERENCE)]) == 0
+    grid = _grid(out / "table4.csv")
+    sr2, cms1 = grid[0], grid[3]
+    assert (sr2["group"], sr2["Scale"], cms1["group"], cms1["Scale"]) == ("T1 SR", "2x", "T1-T2 CMS/CMSR", "1x")
+    assert sr2["Linear† PSNR"] == "29.17±1.03" and sr2["Uni-COAL PSNR"] == "31.00±0.82"
+    assert sr2["Copy source† PSNR"] == "-"  # copy performs CMS / CMSR only (registry): cannot
+    assert cms1["Linear† PSNR"] == "-"  # interpolation performs SR only (registry): cannot
+    assert cms1["ArSSR PSNR"] == "-"  # the paper's Table V: ArSSR does not do CMS
+    assert sr2["ResViT PSNR"] == "-"  # ... nor ResViT SR
+    assert cms1["Uni-COAL PSNR"] == "n.r." and cms1["Copy source† PSNR"] == "n.r."  # can, but not run here
+    md = (out / "table4.md").read_text(encoding="utf-8")
+    assert "'n.r.' = not run in this experiment" in md and "'-' = the method cannot perform this task" in md
+    # 3 pairs: the smallest exact two-sided Wilcoxon p is 2/2^3 = 0.25 >= 0.05
+    assert "n <= 3 pairs" in md and "0.25" in md
+    assert "**31.00±0.82**" not in md  # Uni-COAL is the only paper method with a value: nothing to beat
+
+
+def test_one_subject_prints_no_std_and_says_no_test_is_possible(tmp_path):
+    """The test profile has one test subject: '±0.00' would pretend a spread, and no test can run."""
+    rows = [ResultRow("table4", "IXI", "SR", m, "s0", "T1", "T1", 2, "PSNR", v, "published")
+            for m, v in (("Uni-COAL", 30.0), ("Linear", 28.0))]
+    write_rows(tmp_path / "r.csv", rows)
+    assert main(["stats", "--in", str(tmp_path / "r.csv"), "--out", str(tmp_path / "p.csv")]) == 0
+    out = tmp_path / "t"
+    assert main(["tables", "--in", str(tmp_path / "r.csv"), "--stats", str(tmp_path / "p.csv"), "--out-dir", str(out),
+                 "--reference", "none"]) == 0
+    sr2 = _grid(out / "table4.csv")[0]
+    assert (sr2["Uni-COAL PSNR"], sr2["Linear† PSNR"]) == ("30.00", "28.00")
+    assert "fewer than 2 subject pairs: no test is possible" in (out / "table4.md").read_text(encoding="utf-8")

@@ -107,7 +107,7 @@ def test_dice_rows_summary_and_convention():
     by = {r.metric: r for r in rows}
     assert set(by) == {"DSC_WT", "DSC_TC", "DSC_ET", "DSC"}
     assert by["DSC"].value == by["DSC_WT"].value == pytest.approx(2 * 72 / (72 + 108))
-    assert {r.convention for r in rows} == {"nnunet"}
+    assert {r.convention for r in rows} == {"brats-empty-1"}  # empty in both = 1: the BraTS rule, not nnU-Net's
     mean = {r.metric: r.value for r in dice_rows(res, method="m", subject="s", summary="mean")}
     assert mean["DSC"] == pytest.approx((mean["DSC_WT"] + mean["DSC_TC"] + mean["DSC_ET"]) / 3)
     assert {r.convention for r in dice_rows(res, method="m", subject="s", empty="nan")} == {"nnunet-empty-nan"}
@@ -147,7 +147,7 @@ def test_cli_dice_rows_and_sidecar(tmp_path, capsys):
     assert values["self"] == 1.0
     assert values["s1"] == pytest.approx(2 * (p & t).sum() / (p.sum() + t.sum()), abs=1e-12)
     assert values["none"] == 1.0
-    assert {(r.method, r.metric, r.dataset, r.target, r.convention) for r in rows} == {("Real", "DSC", "Phantom", "T1", "nnunet")}
+    assert {(r.method, r.metric, r.dataset, r.target, r.convention) for r in rows} == {("Real", "DSC", "Phantom", "T1", "brats-empty-1")}
     with open(out, newline="") as fh:
         assert next(csv.reader(fh)) == ["table", "dataset", "task", "method", "subject", "source", "target", "scale",
                                         "metric", "value", "convention"]

@@ -77,3 +77,86 @@ def test_missing_input_is_one_line_error(tmp_path, capsys):
     assert main(["stats", "--in", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "p.csv")]) == 1
     assert "nope.csv: file not found" in capsys.readouterr().err
     assert not (tmp_path / "p.csv").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue #14: per-group references, Holm, duplicates, dropped pairs, the exact-test floor
+
+
+def _t1(method, values, metric="PSNR", subjects=None):
+    subjects = subjects or [f"b{i}" for i in range(len(values))]
+    return [ResultRow("table1", "BraTS", "CMS", method, s, "T1", "T2", 1, metric, v, "published") for s, v in zip(subjects, values)]
+
+
+def test_table1_tests_the_2d_group_against_uni_coal_one(tmp_path):
+    """Sec. IV-C1: Uni-COAL_one beats pix2pix/AutoGAN (2D group); Uni-COAL_multi beats the 2.5D/3D group."""
+    one = [26.0, 26.5, 27.0, 25.5, 26.2, 26.8]
+    multi = [v + 0.3 for v in one]
+    pix2pix = [v - 1.0 - 0.1 * i for i, v in enumerate(one)]  # below Uni-COAL_one on all 6 subjects
+    pgan = [v - 0.5 - 0.05 * i for i, v in enumerate(multi)]
+    rows = _t1("Uni-COAL_one", one) + _t1("Uni-COAL_multi", multi) + _t1("pix2pix", pix2pix) + _t1("pGAN", pgan)
+    write_rows(tmp_path / "r.csv", rows)
+    assert main(["stats", "--in", str(tmp_path / "r.csv"), "--out", str(tmp_path / "p.csv")]) == 0
+    got = {t.method: t for t in read_stats(tmp_path / "p.csv")}
+    assert set(got) == {"pix2pix", "pGAN"}  # Uni-COAL_one is a reference itself: never starred against _multi
+    assert got["pix2pix"].reference == "Uni-COAL_one"
+    assert got["pix2pix"].mean_diff == pytest.approx(float(np.mean(np.subtract(pix2pix, one))))
+    assert got["pix2pix"].wilcoxon_p == pytest.approx(0.03125)  # 6 pairs of one sign: 2 / 2^6
+    assert got["pGAN"].reference == "Uni-COAL_multi"
+
+
+def test_holm_matches_a_hand_computation():
+    from unicoal.evaluate.stats import holm
+
+    p = [0.01, 0.04, 0.03, 0.005, math.nan]
+    # sorted: 0.005 (x4 = 0.02), 0.01 (x3 = 0.03), 0.03 (x2 = 0.06), 0.04 (x1 = 0.04 -> max 0.06)
+    assert holm(p)[:4] == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert math.isnan(holm(p)[4])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1, monotone
+
+
+def test_holm_family_is_one_table_and_convention():
+    ref = [30.0, 31.0, 32.0, 33.0, 34.0, 35.0]
+    rows = _rows("Uni-COAL", ref) + _rows("ArSSR", [r - 1 - 0.1 * i for i, r in enumerate(ref)])
+    rows += _rows("SynthSR", [r + 0.5 * (-1) ** i for i, r in enumerate(ref)])  # no consistent difference
+    rows += _rows("Uni-COAL", ref, table="table2") + _rows("DCSRN", [r - 2 for r in ref], table="table2")
+    tests = {(t.cell[0], t.method): t for t in compare_methods(rows, "Uni-COAL")}
+    a, s = tests["table4", "ArSSR"], tests["table4", "SynthSR"]
+    raw = sorted([a.wilcoxon_p, s.wilcoxon_p])
+    assert a.wilcoxon_p_holm == pytest.approx(min(1.0, 2 * raw[0]))  # the smaller p, times m = 2
+    assert s.wilcoxon_p_holm == pytest.approx(max(min(1.0, 2 * raw[0]), min(1.0, raw[1])))
+    d = tests["table2", "DCSRN"]
+    assert d.wilcoxon_p_holm == pytest.approx(d.wilcoxon_p)  # alone in its table: m = 1
+
+
+def test_duplicate_subject_is_refused(tmp_path, capsys):
+    rows = _rows("Uni-COAL", [30, 31, 32]) + _rows("ArSSR", [29, 30, 31]) + _rows("ArSSR", [28.0], subjects=["s1"])
+    with pytest.raises(ValueError, match="subject 's1' appears twice for method 'ArSSR'"):
+        compare_methods(rows, "Uni-COAL")
+    write_rows(tmp_path / "r.csv", rows)
+    assert main(["stats", "--in", str(tmp_path / "r.csv"), "--out", str(tmp_path / "p.csv")]) == 1
+    assert "appears twice" in capsys.readouterr().err and not (tmp_path / "p.csv").exists()
+
+
+def test_dropped_pairs_are_counted_and_the_exact_floor_is_reported():
+    rows = _rows("Uni-COAL", [30, 31, 32, math.inf, 34]) + _rows("ArSSR", [29, 30, 31, 32, math.nan])
+    t = compare_methods(rows, "Uni-COAL")[0]
+    assert (t.n, t.n_dropped) == (3, 2)  # the inf and the nan pair are left out, and counted
+    assert t.wilcoxon_min_p == pytest.approx(0.25)  # 2 / 2^3: no p < 0.05 possible
+    assert t.wilcoxon_p == pytest.approx(0.25)
+    from unicoal.evaluate.stats import wilcoxon_min_p
+
+    assert wilcoxon_min_p(5) == pytest.approx(0.0625) and wilcoxon_min_p(6) == pytest.approx(0.03125)
+
+
+def test_reference_rows_are_a_holm_family_of_their_own(tmp_path):
+    """The interpolation / copy rows the paper does not have must not weaken the paper's tests."""
+    ref = [30.0, 31.0, 32.0, 33.0, 34.0, 35.0]
+    rows = _rows("Uni-COAL", ref) + _rows("ArSSR", [r - 1 - 0.1 * i for i, r in enumerate(ref)])
+    for m in ("Linear", "Cubic", "Lanczos"):
+        rows += _rows(m, [r - 3 - 0.1 * i for i, r in enumerate(ref)])
+    write_rows(tmp_path / "r.csv", rows)
+    assert main(["stats", "--in", str(tmp_path / "r.csv"), "--out", str(tmp_path / "p.csv")]) == 0
+    got = {t.method: t for t in read_stats(tmp_path / "p.csv")}
+    assert got["ArSSR"].wilcoxon_p_holm == pytest.approx(got["ArSSR"].wilcoxon_p)  # alone in the paper family
+    assert got["Linear"].wilcoxon_p_holm == pytest.approx(min(1.0, 3 * got["Linear"].wilcoxon_p))  # 3 reference tests

@@ -9,7 +9,7 @@ import torch
 from unicoal.errors import InputError
 from unicoal.train.config import LossConfig, load_config
 from unicoal.train.ema import ema_beta
-from unicoal.train.losses import UniCoalLoss, blur_sigma_at, gaussian_blur
+from unicoal.train.losses import UniCoalLoss, blur_sigma_at, gaussian_blur, gaussian_kernel1d
 from unicoal.train.schedule import lr_factor, make_scheduler
 
 torch.set_num_threads(1)
@@ -58,8 +58,13 @@ def test_gaussian_blur_properties():
     assert float(out.sum()) == pytest.approx(1.0, abs=1e-5)
     ys = torch.arange(21.0) - 10
     var = float((out[0, 0].sum(1) * ys**2).sum())
-    assert var == pytest.approx(1.5**2, rel=0.02)  # the blur has the requested sigma
+    # StyleGAN3's kernel 2^-(x/sigma)^2: a Gaussian of std sigma / sqrt(2 ln 2), radius floor(3 sigma)
+    assert var == pytest.approx(1.5**2 / (2 * math.log(2)), rel=0.02)
+    assert int((out[0, 0, 10] > 0).sum()) == 9  # radius floor(4.5) = 4 (ceil would give 11 taps)
+    f = gaussian_kernel1d(2.0)
+    assert f.numel() == 13 and float(f[7] / f[6]) == pytest.approx(2 ** -(1 / 2.0) ** 2, rel=1e-6)
     assert torch.equal(gaussian_blur(delta, 0.0), delta)
+    assert torch.equal(gaussian_blur(delta, 0.3), delta)  # radius floor(0.9) = 0: no blur
 
 
 def test_discriminator_loss_and_r1_values():
@@ -80,6 +85,42 @@ def test_discriminator_loss_and_r1_values():
     assert float(total4.detach()) == pytest.approx(float(expect) + 4 * 10.0 / 2 * penalty, rel=1e-5)
     total_off, stats_off = lazy.discriminator_loss(batch, None, 0.0, do_r1=False)
     assert "D_r1" not in stats_off and float(total_off.detach()) == pytest.approx(float(expect), rel=1e-5)
+
+
+class _SourceD(torch.nn.Module):
+    """D = sum(a * y) + sum(c * x_in) + b; records the inputs it sees."""
+
+    def __init__(self, a=0.5, c=0.25):
+        super().__init__()
+        self.a = torch.nn.Parameter(torch.tensor(a))
+        self.c = torch.nn.Parameter(torch.tensor(c))
+        self.seen = []
+
+    def forward(self, x_in, y, delta, c_out):
+        self.seen.append((x_in.detach().clone(), y.detach().clone()))
+        return (self.a * y).flatten(1).sum(1) + (self.c * x_in).flatten(1).sum(1)
+
+
+@pytest.mark.parametrize("sources", [True, False])
+def test_r1_and_blur_cover_the_whole_discriminator_input(sources):
+    """Issue #15: as in the authors' code, R1 penalises the gradient with respect to the whole D
+    input (4 source slices + target) and the blur covers all of it; ``d_sources_blur_r1: false``
+    restricts both to the target slice."""
+    D, G = _SourceD(), _ShiftG()
+    loss = UniCoalLoss(G, D, LossConfig(r1_gamma=10.0, sam_weight=0, d_sources_blur_r1=sources))
+    batch = _batch(s=16)
+    batch["x_in"] = torch.rand(2, 4, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    _, stats = loss.discriminator_loss(batch, None, 0.0, do_r1=True)
+    penalty = 0.5**2 * 256 + (0.25**2 * 4 * 256 if sources else 0.0)
+    assert float(stats["D_r1"]) == pytest.approx(penalty, rel=1e-5)
+    D.seen.clear()
+    loss.discriminator_loss(batch, None, 1.5, do_r1=True)
+    loss.generator_loss(batch, None, 1.5)
+    blurred = gaussian_blur(batch["x_in"], 1.5)
+    assert len(D.seen) == 3  # fake, real, generator phase
+    for x_seen, y_seen in D.seen:
+        assert torch.allclose(x_seen, blurred if sources else batch["x_in"], atol=1e-6)
+    assert torch.allclose(D.seen[1][1], gaussian_blur(batch["y"], 1.5), atol=1e-6)
 
 
 def test_generator_loss_values():

@@ -208,8 +208,8 @@ class DataConfig:
             raise ValueError(f"data.phase_buckets must be >= 1, got {self.phase_buckets}")
         if int(self.resolution) < 8:
             raise ValueError(f"data.resolution must be >= 8, got {self.resolution}")
-        if self.num_inputs < 1 or (self.num_inputs > 1 and self.num_inputs % 2):
-            raise ValueError(f"data.num_inputs must be 1 or even, got {self.num_inputs}")
+        if self.num_inputs < 1:
+            raise ValueError(f"data.num_inputs must be >= 1, got {self.num_inputs}")
         if self.split not in ("train", "val", "test", "all"):
             raise ValueError(f"data.split must be train, val, test or all, got {self.split!r}")
         if self.slice_axis not in (None, 0, 1, 2):

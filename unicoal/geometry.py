@@ -269,17 +269,19 @@ def slice_positions(source: Grid, target: Grid) -> tuple[np.ndarray, np.ndarray]
 
 
 def input_indices(n: int | np.ndarray, count: int, m: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """Source slice indices ``n-(m/2-1) .. n+m/2`` for each ``n``, clipped to ``[0, count-1]``.
+    """Source slice indices ``n-(m/2-1) .. n+m/2`` for each ``n`` (even ``m``: the slabs around
+    ``u = n + delta``), or ``n-(m-1)/2 .. n+(m-1)/2`` (odd ``m``: centred on ``n``, e.g. pGAN's
+    three neighbouring cross-sections), clipped to ``[0, count-1]``.
 
     Returns ``(idx, inside)``, both shaped ``[..., m]``: ``idx`` replicate-clipped indices and
     ``inside`` a boolean mask of which were in range (for constant padding, e.g. -1 as in the
     authors' loader). ``m = 1`` gives just ``n``.
     """
-    if m < 1 or (m > 1 and m % 2):
-        raise ValueError(f"m must be 1 or an even number, got {m}")
+    if m < 1:
+        raise ValueError(f"m must be >= 1, got {m}")
     if count < 1:
         raise ValueError("count must be >= 1")
-    offsets = np.array([0]) if m == 1 else np.arange(-(m // 2 - 1), m // 2 + 1)
+    offsets = np.arange(-(m // 2), m // 2 + 1) if m % 2 else np.arange(-(m // 2 - 1), m // 2 + 1)
     raw = np.asarray(n)[..., None] + offsets
     inside = (raw >= 0) & (raw < count)
     return np.clip(raw, 0, count - 1), inside

@@ -60,6 +60,19 @@ def load_predictor(method: str | None, checkpoint: str | os.PathLike | None, dev
     return spec, pred, ckpt
 
 
+def _check_trained_pair(spec, task: str, source: str | None, target: str, ckpt: dict | None, checkpoint) -> None:
+    """A *specific* model (Table V: not arbitrary in / out for ``task``) only serves the source and
+    target modalities it was trained on (``data.input_modalities`` / ``output_modalities`` of its
+    training config); anything else is one clear error instead of a silently wrong volume."""
+    data = ((ckpt or {}).get("train_config") or {}).get("data") or {}
+    ins, outs = list(data.get("input_modalities") or []), list(data.get("output_modalities") or [])
+    bad_in = task not in spec.arbitrary_in and source is not None and ins and source not in ins
+    bad_out = task not in spec.arbitrary_out and outs and target not in outs
+    if bad_in or bad_out:
+        raise InputError(checkpoint, f"this {spec.display} model was trained for {'/'.join(ins)} -> {'/'.join(outs)}, not {source or '?'} -> {target} "
+                         f"({spec.display} trains one model per source/target pair)", "use the checkpoint trained for this pair, or train one")
+
+
 def build_target_grid(source: Grid, thickness: float | None, like: Grid | None = None) -> Grid:
     """``target_grid(source, thickness)``, or ``like`` after checking it is compatible."""
     if like is None:
@@ -105,8 +118,12 @@ def synthesize(
     seed: int = 0,
     axis: int | None = None,
     progress: bool = True,
+    loaded: tuple | None = None,
 ) -> dict:
-    """Synthesize the target volume; returns the sidecar metadata (see module doc)."""
+    """Synthesize the target volume; returns the sidecar metadata (see module doc).
+
+    ``loaded``: the ``(spec, predictor, ckpt)`` of :func:`load_predictor` for these ``method`` /
+    ``checkpoint`` / ``device``, so that a batch (``unicoal synthesize --jobs``) loads the model once."""
     from unicoal.cohort.samplesheet import MODALITIES, canonical_modality
     from unicoal.io import check_writable, load_volume, save_volume, sidecar_path, software_versions, write_json
     from unicoal.methods import check_task, task_of
@@ -136,7 +153,7 @@ def synthesize(
         raise InputError(None, f"--batch-size must be >= 1, got {batch_size}", "pass a positive batch size")
     check_writable(out)
 
-    spec, pred, ckpt = load_predictor(method, checkpoint, device)
+    spec, pred, ckpt = loaded if loaded is not None else load_predictor(method, checkpoint, device)
     if len(inputs) > spec.max_inputs:
         raise InputError(inputs[spec.max_inputs], f"method {spec.name} takes {spec.max_inputs} input volume(s), got {len(inputs)}", "pass fewer --input volumes")
     if pred.modalities is not None and target not in pred.modalities:
@@ -167,6 +184,7 @@ def synthesize(
         source = target  # an SR-only method: the input is the target modality
     task = task_of(source, target, same_thickness)
     check_task(spec, task)
+    _check_trained_pair(spec, task, source, target, ckpt, checkpoint)
     lo, hi = float(data.min()), float(data.max())
     if spec.trainable and (lo < -1e-3 or hi > 1.0 + 1e-3):
         raise InputError(inputs[0], f"intensities span [{lo:.4g}, {hi:.4g}], expected [0, 1]", "normalise the input first (unicoal normalize)")

@@ -48,6 +48,9 @@ class MethodSpec:
             (``slice``: slice-wise networks; ``interpolation``: kernel = method name; 3D and
             volume-level kinds live there too). The registry names it and imports no
             inference code.
+        dataset: the training dataset kind, a key of :data:`unicoal.train.loop.DATASETS`
+            (``slice``: :class:`unicoal.data.SliceDataset`; ``patch3d``: 3D patches,
+            :class:`unicoal.data3d.PatchDataset3D`).
     """
 
     name: str
@@ -62,6 +65,7 @@ class MethodSpec:
     model_config: Callable[[dict], Any] | None = field(default=None, repr=False, compare=False)
     build_models: Callable[[Any], tuple[Any, Any]] | None = field(default=None, repr=False, compare=False)
     predictor: str = "slice"
+    dataset: str = "slice"
 
     def __post_init__(self):
         for attr in ("tasks", "arbitrary_in", "arbitrary_out"):
@@ -123,6 +127,91 @@ def _unicoal_build(cfg, discriminator: bool = True):
     return Generator(cfg), Discriminator(cfg)
 
 
+# --- ArSSR and SC-GAN (unicoal/models/baselines/{arssr,scgan}.py) -----------------------------
+def _arssr_config(d: dict):
+    from unicoal.models.baselines.arssr import arssr_config
+
+    return arssr_config(d)
+
+
+def _arssr_build(cfg, discriminator: bool = True):
+    from unicoal.models.baselines.arssr import build_arssr
+
+    return build_arssr(cfg, discriminator)
+
+
+def _scgan_config(d: dict):
+    from unicoal.models.baselines.scgan import scgan_config
+
+    return scgan_config(d)
+
+
+def _scgan_build(cfg, discriminator: bool = True):
+    from unicoal.models.baselines.scgan import build_scgan
+
+    return build_scgan(cfg, discriminator)
+
+
+# --- ResViT (unicoal/models/baselines/resvit.py) ---------------------------------------------
+def _resvit_config(d: dict):
+    from unicoal.models.baselines.resvit import resvit_config
+
+    return resvit_config(d)
+
+
+def _resvit_build(cfg, discriminator: bool = True):
+    from unicoal.models.baselines.resvit import build_resvit
+
+    return build_resvit(cfg, discriminator)
+
+
+# --- 3D methods on the target grid (unicoal/models/baselines/{dcsrn,deepresolve,synthsr}.py) ---
+def _baseline3d(module: str, config: str, build: str):
+    """Lazy ``(model_config, build_models)`` of a 3D baseline module."""
+
+    def model_config(d: dict):
+        import importlib
+
+        return getattr(importlib.import_module(f"unicoal.models.baselines.{module}"), config)(d)
+
+    def build_models(cfg, discriminator: bool = True):
+        import importlib
+
+        return getattr(importlib.import_module(f"unicoal.models.baselines.{module}"), build)(cfg, discriminator)
+
+    return dict(model_config=model_config, build_models=build_models, dims="3D", predictor="volume", dataset="patch3d")
+
+
+# --- pix2pix, pGAN, AutoGAN-Synthesizer (unicoal/models/baselines/{pix2pix,pgan,autogan}.py) --
+def _slice_baseline(module: str, config_fn: str, build_fn: str) -> dict:
+    """Lazy ``(model_config, build_models)`` of a slice-wise baseline module."""
+
+    def model_config(d: dict):
+        import importlib
+
+        return getattr(importlib.import_module(f"unicoal.models.baselines.{module}"), config_fn)(d)
+
+    def build_models(cfg, discriminator: bool = True):
+        import importlib
+
+        return getattr(importlib.import_module(f"unicoal.models.baselines.{module}"), build_fn)(cfg, discriminator)
+
+    return dict(model_config=model_config, build_models=build_models, predictor="slice")
+
+
+# --- ProvoGAN (unicoal/models/baselines/provogan.py, unicoal/predictors/provogan.py) -----------
+def _provogan_config(d: dict):
+    from unicoal.models.baselines.provogan import provogan_config
+
+    return provogan_config(d)
+
+
+def _provogan_build(cfg, discriminator: bool = True):
+    from unicoal.models.baselines.provogan import build_provogan
+
+    return build_provogan(cfg, discriminator)
+
+
 # --- interpolation ----------------------------------------------------------------------------
 _INTERP = dict(tasks={"sr"}, arbitrary_in={"sr"}, arbitrary_out={"sr"}, dims="1D", trainable=False, predictor="interpolation")
 
@@ -139,6 +228,61 @@ METHODS: dict[str, MethodSpec] = {
     "copy": MethodSpec("copy", "Copy", tasks={"cms", "cmsr"}, arbitrary_in={"cms", "cmsr"}, arbitrary_out={"cms", "cmsr"},
                        dims="1D", trainable=False, predictor="copy",
                        reference="identity baseline: the source contrast, linearly resampled onto the target grid"),
+    # Table V: CMS, SR and CMSR, one model per task (no arbitrary input or output); volume-level
+    "provogan": MethodSpec(
+        "provogan", "ProvoGAN", tasks=set(TASKS), dims="3D",
+        reference="Yurt et al., Med. Image Anal. 2022 (progressively volumetrized sequential 2D cGANs)",
+        model_config=_provogan_config, build_models=_provogan_build, predictor="provogan", dataset="provogan",
+    ),
+    # Table V: CMS only, one unified model for any input and any output modality (conditioned on c_out)
+    "resvit": MethodSpec(
+        "resvit", "ResViT", tasks={"cms"}, arbitrary_in={"cms"}, arbitrary_out={"cms"}, dims="2D",
+        reference="Dalmaz et al., IEEE TMI 2022 (residual vision transformers, ART blocks)",
+        model_config=_resvit_config, build_models=_resvit_build, predictor="slice",
+    ),
+    # Table V: SR only, one model for any input and any output thickness (implicit voxel function)
+    "arssr": MethodSpec(
+        "arssr", "ArSSR", tasks={"sr"}, arbitrary_in={"sr"}, arbitrary_out={"sr"}, dims="3D",
+        reference="Wu et al., IEEE JBHI 2023 (arbitrary-scale SR via implicit neural representation)",
+        model_config=_arssr_config, build_models=_arssr_build, predictor="implicit", dataset="implicit",
+    ),
+    # Table V: CMS, SR and CMSR, each with a task-specific model (one per source, target, thickness)
+    "scgan": MethodSpec(
+        "scgan", "SC-GAN", tasks={"cms", "sr", "cmsr"}, dims="3D",
+        reference="Lan et al., MRM 2021 (3D self-attention conditional GAN with spectral normalisation)",
+        model_config=_scgan_config, build_models=_scgan_build, predictor="volume", dataset="patch3d",
+    ),
+    # not in Table V (Table II only): SR, one model per modality and thickness ratio
+    "dcsrn": MethodSpec(
+        "dcsrn", "DCSRN", tasks={"sr"}, reference="Chen et al., IEEE ISBI 2018 (3D densely connected SR network)",
+        **_baseline3d("dcsrn", "dcsrn_config", "build_dcsrn"),
+    ),
+    "deepresolve": MethodSpec(
+        "deepresolve", "DeepResolve", tasks={"sr"}, reference="Chaudhari et al., MRM 2018 (3D residual CNN, 20 layers x 64 filters)",
+        **_baseline3d("deepresolve", "deepresolve_config", "build_deepresolve"),
+    ),
+    # Table V: CMS, SR and CMSR; any input modality and resolution, one model per output modality
+    "synthsr": MethodSpec(
+        "synthsr", "SynthSR", tasks=set(TASKS), arbitrary_in=set(TASKS),
+        reference="Iglesias et al., NeuroImage 2021 (3D U-Net regression, supervised)",
+        **_baseline3d("synthsr", "synthsr_config", "build_synthsr"),
+    ),
+    # not in Table V (Table I only): CMS, one model per source/target pair ("specific")
+    "pix2pix": MethodSpec(
+        "pix2pix", "pix2pix", tasks={"cms"}, dims="2D",
+        reference="Isola et al., CVPR 2017 (U-Net-256 + 70x70 PatchGAN, cGAN + 100 L1)",
+        **_slice_baseline("pix2pix", "pix2pix_config", "build_pix2pix"),
+    ),
+    "pgan": MethodSpec(
+        "pgan", "pGAN", tasks={"cms"}, dims="2.5D",
+        reference="Dar et al., IEEE TMI 2019 (ResNet generator on 3 neighbouring slices, LSGAN + 100 L1 + 100 perceptual)",
+        **_slice_baseline("pgan", "pgan_config", "build_pgan"),
+    ),
+    "autogan": MethodSpec(
+        "autogan", "AutoGAN", tasks={"cms"}, dims="2D",
+        reference="Hu et al., MICCAI 2022 (AutoGAN-Synthesizer: searched multi-resolution generator, trained fixed)",
+        **_slice_baseline("autogan", "autogan_config", "build_autogan"),
+    ),
 }
 
 

@@ -126,6 +126,9 @@ class MethodEntry:
     method: str
     training: str = "auto"
     overrides: Mapping[str, Any] = field(default_factory=dict)  # train config sections (model, data, loss, ...)
+    # per-profile overrides, e.g. {test: {base: resvit_tiny, max_steps: 36}, full: {base: resvit}}: config sections,
+    # ``base`` (the method's packaged config instead of the profile's) and ``max_steps`` (used when --max-steps is not given)
+    profiles: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self):
         if not self.id or not self.method:
@@ -135,6 +138,10 @@ class MethodEntry:
         bad = set(self.overrides) - set(CONFIG_SECTIONS)
         if bad:
             raise ValueError(f"method {self.id!r}: unknown config section(s) {sorted(bad)} (allowed: {', '.join(CONFIG_SECTIONS)})")
+        for prof, over in self.profiles.items():
+            bad = ({prof} - set(PROFILES)) | (set(over or {}) - set(CONFIG_SECTIONS) - {"base", "max_steps"})
+            if bad:
+                raise ValueError(f"method {self.id!r}: profiles.{prof}: unknown profile or key(s) {sorted(bad)} (profiles: {', '.join(PROFILES)}; keys: base, max_steps, {', '.join(CONFIG_SECTIONS)})")
 
 
 @dataclass(frozen=True)
@@ -202,7 +209,8 @@ def _parse_experiment(where: str, doc: Any) -> Experiment:
         )
         methods = tuple(
             MethodEntry(id=str(m["id"]), method=str(m["method"]), training=str(m.get("training", "auto")),
-                        overrides={k: v for k, v in m.items() if k not in ("id", "method", "training")})
+                        overrides={k: v for k, v in m.items() if k not in ("id", "method", "training", "profiles")},
+                        profiles={str(k): dict(v or {}) for k, v in (m.get("profiles") or {}).items()})
             for m in doc["methods"]
         )
         test = doc.get("test") or {}
@@ -474,7 +482,10 @@ def build_plan(
                             "ratios": sorted({c.scale for c in gcells}),
                         },
                     }
-                    config = _deep_merge(_deep_merge(overrides, task), entry.overrides)
+                    per_profile = dict(entry.profiles.get(profile) or {})
+                    job_steps = steps if max_steps is not None or "max_steps" not in per_profile else per_profile["max_steps"]
+                    per_profile.pop("max_steps", None)
+                    config = _deep_merge(_deep_merge(_deep_merge(overrides, task), entry.overrides), per_profile)
                     content = json.dumps(config, sort_keys=True)
                     if content in by_content:
                         train_id = by_content[content]
@@ -488,7 +499,7 @@ def build_plan(
                         n = 2
                         while train_id in trains:
                             train_id, n = f"{base}-{n}", n + 1
-                        trains[train_id] = TrainJob(train_id, reg_name, entry.id, [exp.table], config, steps, list(gcells))
+                        trains[train_id] = TrainJob(train_id, reg_name, entry.id, [exp.table], config, job_steps, list(gcells))
                         by_content[content] = train_id
                 pool = test_subjects if limit is None else test_subjects[: int(limit)]
                 for c in gcells:

@@ -6,7 +6,10 @@ HELP = "qualitative figures (axial/sagittal panels, error maps, arbitrary-scale 
 
 def add_arguments(p) -> None:
     p.add_argument("--cases", required=True,
-                   help="CSV with columns figure,kind,label,path (kind: source|method|target|sweep); one PNG per figure")
+                   help="CSV with columns figure,kind,label,path (kind: source|method|target|sweep|label); one PNG per figure")
+    p.add_argument("--centre", default="foreground", choices=("foreground", "label"),
+                   help="where to cut: the ground truth's foreground centroid (default) or the centroid of the figure's "
+                        "'label' row (a lesion label map), so lesions are in the cut")
     p.add_argument("--out-dir", required=True, help="folder for <figure>.png and figures.json")
     p.add_argument("--error-max", type=float, default=0.3, help="upper end of the error-map colour scale (normalised units, default 0.3)")
     p.add_argument("--dpi", type=int, default=100, help="PNG resolution (default 100)")
@@ -30,7 +33,7 @@ def run(args) -> int:
     figures = read_cases(args.cases)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    infos = [render_figure(name, cases, out / f"{name}.png", args.error_max, args.dpi)
+    infos = [render_figure(name, cases, out / f"{name}.png", args.error_max, args.dpi, centre=args.centre)
              for name, cases in tqdm(figures.items(), desc="figures", file=sys.stderr, disable=len(figures) < 2)]
     for info in infos:
         info["path"] = Path(info["path"]).name

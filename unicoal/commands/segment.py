@@ -106,7 +106,8 @@ def add_arguments(parser) -> None:
     p = sub.add_parser("dice", help="Dice per region of predicted vs ground-truth label maps (rows CSV)",
                        description="Dice per region into the shared long-format rows CSV. Lesion: metric DSC (label > 0). "
                                    "BraTS: DSC_WT {1,2,4}, DSC_TC {1,4}, DSC_ET {4}, and DSC = --summary region. "
-                                   "Empty in both: 1.0 (convention 'nnunet') or NaN (--empty-both nan); empty in one: 0.")
+                                   "Empty in both: 1.0 (convention 'brats-empty-1', the BraTS challenge rule) or NaN "
+                                   "(--empty-both nan: convention 'nnunet-empty-nan', as nnU-Net's evaluation); empty in one: 0.")
     p.add_argument("--pred", action="append", required=True, metavar="NIFTI", help="predicted label map (repeat)")
     p.add_argument("--truth", action="append", required=True, metavar="NIFTI", help="ground-truth label map, same grid (repeat, paired with --pred)")
     p.add_argument("--subject", action="append", default=[], help="subject id per pair (repeat; default: the truth file's stem)")

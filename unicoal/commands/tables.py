@@ -11,7 +11,7 @@ def add_arguments(p) -> None:
     p.add_argument("--reference", default=None,
                    help="folder of the paper's numbers (default: reports/reference if found; 'none' to skip)")
     p.add_argument("--stats", default=None, help="p-values CSV from `unicoal stats` (marks significance with *)")
-    p.add_argument("--convention", default="published", choices=("published", "brainmask", "wang"),
+    p.add_argument("--convention", default="published", choices=("published", "brainmask", "wang", "targetscale"),
                    help="which metric convention's PSNR/SSIM rows to tabulate (default: published)")
     p.add_argument("--slicewise", action="store_true", help="tabulate the slice-wise mean PSNR/SSIM instead of 3D values")
     p.add_argument("--test", default="wilcoxon", choices=("wilcoxon", "ttest"), help="test used for the * mark")
@@ -50,9 +50,10 @@ def run(args) -> int:
         ref_dir = args.reference or default_reference_dir()
     reference = load_reference(ref_dir) if ref_dir else None
     tests = read_stats(args.stats) if args.stats else None
+    subject_rows = _subject_rows(args.inputs)
     try:
         manifest = write_tables(args.out_dir, ours, reference, tests, convention=args.convention, slicewise=args.slicewise,
-                                alpha=args.alpha, test=args.test, tables=args.tables)
+                                alpha=args.alpha, test=args.test, tables=args.tables, subject_rows=subject_rows)
     except ValueError as err:
         raise InputError(None, str(err), "pass each result once, for one convention") from None
     if manifest["unmatched"]:
@@ -61,3 +62,18 @@ def run(args) -> int:
     filled = ", ".join(f"{t['roman']}: {t['filled_cells']}" for t in manifest["tables"])
     print(f"{args.out_dir}: tables written (filled cells {filled}); reference: {ref_dir or 'none'}", file=sys.stderr)
     return 0
+
+
+def _subject_rows(paths):
+    """The per-subject rows among the inputs (summary CSVs have none): the report's distributions."""
+    import csv
+
+    from unicoal.evaluate.rows import ROW_COLUMNS, read_rows
+
+    files = []
+    for p in paths:
+        with open(p, newline="", encoding="utf-8") as fh:
+            header = next(csv.reader(fh), [])
+        if all(c in header for c in ROW_COLUMNS):
+            files.append(p)
+    return read_rows(files) if files else None

@@ -14,12 +14,24 @@ authors' recipe (see ``reference-facts.md``, "Data and evaluation"):
   for its own mean).
 * ``wang``: the ``published`` normalisation with the SSIM settings of Wang et al. 2004
   (Gaussian window sigma 1.5, truncated at 3.5 sigma = 11 taps, population covariance).
+* ``targetscale``: both volumes are mapped with the *ground truth's* 0.5 / 99.5 percentiles
+  (both then clipped to [0, 1]), then the ``published`` metrics.
+  Unlike the others it sees a global gain / offset error of the prediction.
 
 Every convention also gives the slice-wise mean over axial slices (``PSNR_slice``,
 ``SSIM_slice``, ``MAE_slice``): the same 2D computation per axial slice of the normalised volumes,
 averaged over slices whose target is not constant (in-mask slices only for ``brainmask``).
+``PSNR_slice`` is never infinite: a slice identical to its target (PSNR ``inf``; e.g. an acquired
+slice that an SR method keeps, ``--parity official``) is *excluded* from the PSNR mean (the
+others are averaged; SSIM 1 and MAE 0 of such slices still count). If every slice is identical,
+``PSNR_slice`` is NaN (undefined, left out of tables and tests).
 
-Identical volumes give SSIM 1 and PSNR ``inf`` (returned as ``math.inf``, written as ``inf``).
+Identical volumes give SSIM 1 and whole-volume PSNR ``inf`` (returned as ``math.inf``, written as ``inf``).
+
+``published``, ``brainmask`` and ``wang`` do not see a global gain or offset error: each volume is
+scaled by its *own* percentiles, so ``2 t + 5`` scores like ``t`` against ``t``. That is the
+authors' recipe (``published``) and stays the default for parity; reports state it and show
+``targetscale`` and ``brainmask`` beside it.
 """
 from __future__ import annotations
 
@@ -61,6 +73,7 @@ class Convention:
     gaussian_weights: bool = False
     sigma: float = 1.5
     use_sample_covariance: bool = True
+    scale_by_target: bool = False
     description: str = ""
 
     def __post_init__(self):
@@ -95,6 +108,11 @@ CONVENTIONS: dict[str, Convention] = {
     "wang": Convention(
         "wang", gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
         description="published normalisation, SSIM of Wang et al. 2004 (Gaussian sigma 1.5, population covariance)",
+    ),
+    "targetscale": Convention(
+        "targetscale", scale_by_target=True,
+        description="both volumes scaled by the ground truth's 0.5/99.5 percentiles and clipped to [0,1]: "
+                    "sees gain/offset errors; scikit-image defaults, data_range 1",
     ),
 }
 
@@ -183,8 +201,15 @@ def volume_metrics(
             raise ValueError("brain mask is empty")
     else:
         mask = None
-    p = normalize_percentile(pred, conv.percentiles, mask)
     t = normalize_percentile(target, conv.percentiles, mask)
+    if conv.scale_by_target:
+        x = np.asarray(target, dtype=np.float64)
+        lo, hi = np.percentile(x[mask] if mask is not None else x, list(conv.percentiles))
+        p = np.clip((np.asarray(pred, dtype=np.float64) - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(t)
+        if mask is not None:
+            p = np.where(mask, p, 0.0)
+    else:
+        p = normalize_percentile(pred, conv.percentiles, mask)
     out = image_metrics(p, t, conv, mask)
     per_slice = []
     for k in range(t.shape[axial]):
@@ -196,7 +221,8 @@ def volume_metrics(
             continue
         per_slice.append(image_metrics(np.take(p, k, axis=axial), ts, conv, ms))
     for name in ("PSNR", "SSIM", "MAE"):
-        vals = [d[name] for d in per_slice if not math.isnan(d[name])]
+        # math.isfinite: an identical slice (PSNR inf) is excluded from the PSNR mean (module doc)
+        vals = [d[name] for d in per_slice if math.isfinite(d[name])]
         out[f"{name}_slice"] = float(np.mean(vals)) if vals else math.nan
     return out
 

@@ -15,7 +15,7 @@ Long format, one metric per row (paper Sec. IV: PSNR, SSIM, DSC per test subject
 * ``value``: a float; ``inf`` (identical volumes: PSNR) and ``nan`` (undefined, e.g. Dice of a
   region empty in both volumes) are written literally as ``inf`` / ``nan``.
 * ``convention``: how the value was computed (``published``, ``brainmask``, ``wang`` for image
-  metrics; free text such as ``nnunet`` for Dice).
+  metrics; ``brats-empty-1`` / ``nnunet-empty-nan`` for Dice).
 
 Example:
     >>> r = ResultRow(table="table4", dataset="IXI", task="SR", method="Uni-COAL", subject="IXI002",

@@ -27,8 +27,10 @@ Steps (each file-in/file-out, each a ``unicoal segment`` sub-command):
 
 Dice conventions (stated in every row's ``convention`` column and in the JSON sidecar):
 ``|P & T| * 2 / (|P| + |T|)``; a region empty in *both* prediction and truth scores 1.0
-(convention ``nnunet``; the BraTS challenge convention) or NaN (``nnunet-empty-nan``), and the
-sidecar flags it (``empty_both``); a region empty in exactly one of them scores 0.
+(convention ``brats-empty-1``: the BraTS challenge convention, the default) or NaN
+(``nnunet-empty-nan``: what nnU-Net's own evaluation returns), and the sidecar flags it
+(``empty_both``); a region empty in exactly one of them scores 0. (Rows written before this
+naming say ``nnunet`` for the BraTS convention.)
 
 nnU-Net's three folders (``nnUNet_raw``, ``nnUNet_preprocessed``, ``nnUNet_results``) are always
 sub-folders of ``NNUNET_ROOT``, set in ``os.environ`` by :func:`nnunet_environment` before nnU-Net
@@ -97,7 +99,7 @@ EXPORT_LABELS: dict[str, dict[str, int]] = {
 #: BraTS label -> nnU-Net label at export; inverted after prediction.
 _BRATS_TO_NNUNET = {0: 0, 1: 1, 2: 2, 4: 3}
 #: value of a region empty in both prediction and truth -> ``convention`` column text
-EMPTY_CONVENTIONS: dict[str, str] = {"one": "nnunet", "nan": "nnunet-empty-nan"}
+EMPTY_CONVENTIONS: dict[str, str] = {"one": "brats-empty-1", "nan": "nnunet-empty-nan"}
 
 _ENV_FOLDERS = {"nnUNet_raw": "nnUNet_raw", "nnUNet_preprocessed": "nnUNet_preprocessed", "nnUNet_results": "nnUNet_results"}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -326,8 +328,6 @@ def export_dataset(samplesheet: str | os.PathLike, nnunet_root: str | os.PathLik
     Returns:
         the dataset folder ``nnUNet_raw/DatasetNNN_Name``.
     """
-    from unicoal.geometry import Grid
-
     _check_regions(regions)
     folder_name = dataset_folder_name(dataset_id, name)
     mod, chosen = labelled_rows(samplesheet, modality, splits, require_split=True,
@@ -353,10 +353,8 @@ def export_dataset(samplesheet: str | os.PathLike, nnunet_root: str | os.PathLik
         for cid, r in _progress(cases.items(), "export", total=len(cases)):
             data, img = load_volume(r.path)
             lab, limg = load_volume(r.label, allow_empty=True)
-            g_img, g_lab = Grid.from_image(img), Grid.from_image(limg)
-            if not g_img.same_as(g_lab):
-                raise InputError(r.label, f"label grid {g_lab.shape} differs from the {mod} image grid {g_img.shape} (shape or affine)",
-                                 f"resample the label onto the {mod} image (e.g. `unicoal register --label`)")
+            _check_grid(img, limg, r.label, f"label grid differs from the {mod} image grid of {r.path}",
+                        f"resample the label onto the {mod} image (e.g. `unicoal register --label`)")
             seg = _export_label(lab, regions, r.label)
             save_volume(tmp / "imagesTr" / f"{cid}_0000{_FILE_ENDING}", data, img.affine, dtype=np.float32)
             save_volume(tmp / "labelsTr" / f"{cid}{_FILE_ENDING}", seg, img.affine, dtype=np.uint8)
@@ -694,8 +692,6 @@ def predict(nnunet_root: str | os.PathLike, dataset_id: int, inputs: Sequence[st
     the input grid (input affine), in the source label convention (BraTS: 0, 1, 2, 4). A JSON
     sidecar per output records the model, the mask and the convention.
     """
-    from unicoal.geometry import Grid
-
     inputs = [Path(p) for p in inputs]
     masks = [Path(p) for p in masks]
     if not inputs:
@@ -728,8 +724,8 @@ def predict(nnunet_root: str | os.PathLike, dataset_id: int, inputs: Sequence[st
             mask_path = masks[i if len(masks) > 1 else 0] if masks else None
             if mask_path is not None:
                 mask, mimg = load_volume(mask_path)
-                if not Grid.from_image(img).same_as(Grid.from_image(mimg)):
-                    raise InputError(mask_path, f"mask grid differs from the input grid of {src}", "pass the brain mask of this volume's grid")
+                _check_grid(img, mimg, mask_path, f"mask grid differs from the input grid of {src}",
+                            "pass the brain mask of this volume's grid")
                 data = np.where(mask > 0.5, data, 0.0).astype(np.float32)
                 if not np.any(data):
                     raise InputError(src, "volume is all zero inside the brain mask", "check the mask and the volume")
@@ -831,15 +827,20 @@ def region_dice(pred: np.ndarray, truth: np.ndarray, regions: str = "lesion", *,
 
 def dice_files(pred: str | os.PathLike, truth: str | os.PathLike, regions: str = "lesion", *, empty: str = "one") -> dict[str, DiceResult]:
     """Dice per region of two label-map files on the same grid (shape and affine within 1e-3 mm)."""
-    from unicoal.geometry import Grid
-
     p, pimg = load_volume(pred, allow_empty=True)
     t, timg = load_volume(truth, allow_empty=True)
-    gp, gt = Grid.from_image(pimg), Grid.from_image(timg)
-    if not gp.same_as(gt):
-        raise InputError(pred, f"prediction grid (shape {gp.shape}) differs from the ground-truth grid of {truth} (shape {gt.shape}; shape or affine)",
-                         "predict on volumes that lie on the label's grid (synthesize onto the target grid)")
+    _check_grid(timg, pimg, pred, f"prediction grid differs from the ground-truth grid of {truth}",
+                "predict on volumes that lie on the label's grid (synthesize onto the target grid)")
     return region_dice(p, t, regions, empty=empty)
+
+
+def _check_grid(ref_img, other_img, other_path, problem: str, fix: str) -> None:
+    """The one grid check of this module: shape and affine (:meth:`unicoal.geometry.Grid.same_as`)."""
+    from unicoal.geometry import Grid
+
+    g_ref, g_other = Grid.from_image(ref_img), Grid.from_image(other_img)
+    if not g_ref.same_as(g_other):
+        raise InputError(other_path, f"{problem} (shape {g_other.shape} vs {g_ref.shape}, or the affine)", fix)
 
 
 def dice_convention(empty: str = "one") -> str:

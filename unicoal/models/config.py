@@ -9,6 +9,8 @@ Ablations of Table VI and the Table I variants are switches:
   (the "baseline" row of Table VI uses both False);
 * ``projection``: False = discriminator without the projection (dot product) of the attributes;
 * ``num_inputs``: 1 = Uni-COAL_one (Table I), 4 = Uni-COAL_multi (m = 4 slices n-1 .. n+2);
+* ``skip_placement``: ``"last"`` (reference) adds E's map to D's last map of each size, ``"first"``
+  to D's first map of each new sampling rate (the placement before issue #15, an ablation);
 * ``pad_mode``: how source slices outside the volume are filled by the data loader
   (``"replicate"``, the project default, or ``"constant"`` = -1 as in the authors' loader).
 
@@ -29,6 +31,7 @@ __all__ = ["UniCoalConfig", "CANONICAL_MODALITIES"]
 
 CANONICAL_MODALITIES = ("T1", "T2", "PD", "FLAIR", "T1CE")
 PAD_MODES = ("replicate", "constant")
+SKIP_PLACEMENTS = ("last", "first")
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ class UniCoalConfig:
     encoder_lrelu_upsampling: int = 1         # encoder: 1 = activation applied directly (paper), 2 = filtered
     conv_clamp: float | None = 256.0
     output_scale: float = 0.25                # no tanh
+    skip_placement: str = "last"              # E -> D skips at the last map of each size (reference) | "first" (ablation)
+    input_background: float = -1.0            # value the input slices are padded with into the encoder's margin
     # Global code e of the encoder.
     e_dim: int = 1024
     e_pool: int = 4                           # final map resampled to e_pool x e_pool
@@ -89,6 +94,8 @@ class UniCoalConfig:
         unknown = [m for m in self.modalities if m not in CANONICAL_MODALITIES]
         if unknown:
             raise ValueError(f"unknown modalities {unknown}; expected names from {CANONICAL_MODALITIES}")
+        if self.skip_placement not in SKIP_PLACEMENTS:
+            raise ValueError(f"skip_placement must be one of {SKIP_PLACEMENTS}, got {self.skip_placement!r}")
         if self.pad_mode not in PAD_MODES:
             raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {self.pad_mode!r}")
         for name in ("z_dim", "embed_dim", "w_dim", "mapping_layers", "e_dim", "e_pool", "channel_base",

@@ -7,11 +7,12 @@ co-modulation, alias-free synthesizer D.
     s_j = A_j([w | e])                              co-modulation style of synthesis layer j (eq. 2)
     y = 0.25 * D(fourier(w) + feats[0], feats; s)   target slice, no tanh
 
-E walks the alias-free schedule backwards (m slices at r x r -> 512 x 36 x 36), each layer a
-modulated 3x3 conv, leaky ReLU and filtered downsampling; D walks it forwards from Fourier
-features, each layer a modulated conv and a leaky ReLU wrapped between 2x up- and downsampling.
-E's feature maps are added to D's maps where D first reaches a sampling rate (U-Net skips, sizes
-52, 84, 148, 276 in the paper config), E's last map to D's Fourier-feature input, and the global
+E walks the alias-free schedule backwards (m slices at r x r, padded with the background -1 into
+the margin -> 512 x 36 x 36), each layer a modulated 3x3 conv, leaky ReLU and filtered
+downsampling; D walks it forwards from Fourier features, each layer a modulated conv and a leaky
+ReLU wrapped between 2x up- and downsampling. E's map i is added to D's map i at the last map of
+each size, just before the size changes (U-Net skips; indices 4, 6, 9, 12, sizes 52, 84, 148, 276
+in the paper config), E's last map to D's Fourier-feature input, and the global
 code ``e`` is a 3x3 conv on the 16 x 16 core of that map, average-pooled to 4 x 4, FC -> 1024 with
 dropout 0.5 during training. With ``alias_free_encoder/decoder=False`` the corresponding half
 uses vanilla StyleGAN2 layers on the same channel table without margins (Table VI baseline).
@@ -25,6 +26,7 @@ Example:
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -37,7 +39,7 @@ from unicoal.nn.mapping import MappingNetwork
 from unicoal.nn.schedule import LayerSpec
 from unicoal.nn.shapes import check_shape
 
-__all__ = ["Generator", "Encoder", "Synthesizer", "FourierFeatures", "check_generator_inputs"]
+__all__ = ["Generator", "Encoder", "Synthesizer", "FourierFeatures", "check_generator_inputs", "skip_path_gain"]
 
 
 def _fit(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -50,8 +52,21 @@ def _fit(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.pad(x, [(-d) // 2, -d - (-d) // 2] * 2)
 
 
-def _skip_indices(table: tuple[LayerSpec, ...]) -> tuple[int, ...]:
-    """First feature-map index of every sampling rate after the first (where D enters a new rate)."""
+def _skip_indices(table: tuple[LayerSpec, ...], placement: str = "last") -> tuple[int, ...]:
+    """Feature-map indices where E's maps are added to D's (U-Net skips).
+
+    ``"last"`` (reference design, the authors' code): the LAST map of every size after the first,
+    just before the size changes (paper config 4, 6, 9, 12; tiny 2, 4). There the map's cutoff is
+    the highest of its sampling rate, so in-plane detail up to that cutoff reaches the next layer,
+    whose upsampling filter is designed for it. ``"first"``: the first map of every new sampling
+    rate (paper 3, 5, 7, 10), the placement before issue #15; its lower cutoff removes in-plane
+    detail above about half of Nyquist from the skip path (kept as an ablation).
+    """
+    if placement == "last":
+        n = len(table) - 1
+        return tuple(t.index for t in table[1:n] if t.size != table[t.index + 1].size and t.size != table[0].size)
+    if placement != "first":
+        raise ValueError(f"skip placement must be 'last' or 'first', got {placement!r}")
     out, seen = [], {table[0].s}
     for t in table[:-1]:
         if t.s not in seen:
@@ -139,10 +154,15 @@ class Encoder(nn.Module):
         table = cfg.schedule
         n = cfg.num_layers
         self.alias_free = cfg.alias_free_encoder
-        self.keep = set(_skip_indices(table)) | {0}
-        # The input image grid: index n of the table with m channels.
-        image = LayerSpec(n, table[n].f_c, table[n].f_t, table[n].s, table[n].f_h, cfg.img_resolution,
-                          cfg.num_inputs, True)
+        self.keep = set(_skip_indices(table, cfg.skip_placement)) | {0}
+        # Alias-free: every map, the input slices included, carries the margin (size s + 2 margin;
+        # the synthesizer's last two maps are r x r, the encoder's stay s + 2 margin). The input
+        # slices are padded into the margin with the background value, so the border is not an
+        # edge that the convolutions' zero padding (mid-grey in [-1, 1]) would invent.
+        self.margin = cfg.margin_size if self.alias_free else 0
+        table = tuple(dataclasses.replace(t, size=t.s + 2 * self.margin) for t in table) if self.alias_free else table
+        image = LayerSpec(n, table[n].f_c, table[n].f_t, table[n].s, table[n].f_h,
+                          cfg.img_resolution + 2 * self.margin, cfg.num_inputs, True)
         specs = [image] + [table[i] for i in range(n - 1, -1, -1)]
         self.layers = nn.ModuleList()
         for a, b in zip(specs[:-1], specs[1:]):
@@ -162,7 +182,7 @@ class Encoder(nn.Module):
         self.e_dropout = nn.Dropout(cfg.e_dropout)
 
     def forward(self, x_in: torch.Tensor, v: torch.Tensor) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
-        x = x_in
+        x = F.pad(x_in, [self.margin] * 4, value=self.cfg.input_background) if self.margin else x_in
         feats: dict[int, torch.Tensor] = {}
         for index, layer in zip(self.out_indices, self.layers):
             x = layer(x, v)
@@ -182,7 +202,7 @@ class Synthesizer(nn.Module):
         self.cfg = cfg
         table = cfg.schedule
         self.alias_free = cfg.alias_free_decoder
-        self.skips = _skip_indices(table)
+        self.skips = _skip_indices(table, cfg.skip_placement)
         style_dim = cfg.w_dim + cfg.e_dim
         t0 = table[0]
         self.input = FourierFeatures(cfg.w_dim, t0.channels, t0.size if self.alias_free else t0.s, t0.s, t0.f_c)
@@ -212,6 +232,55 @@ class Synthesizer(nn.Module):
             if idx in feats and idx in self.skips:
                 x = x + _fit(feats[idx], x.shape[-1])
         return x * self.cfg.output_scale
+
+
+def skip_path_gain(G: "Generator", rel_freq: float, index: int | None = None) -> float:
+    """Gain of G's linearised skip path for an in-plane sinusoid of ``rel_freq`` x Nyquist.
+
+    The path input slice -> encoder down to E's map ``index`` -> skip -> synthesizer layers
+    ``index + 1 .. N`` -> output, with every convolution replaced by the identity (a centred
+    delta kernel, same padding) and every leaky ReLU by the identity, i.e. exactly the resampling
+    filters, paddings and crops of the real layers (``impl="ref"``). A cosine along x (constant
+    along y) goes in; the returned gain is the amplitude of the same frequency in the central half
+    of the output (least-squares fit), divided by the input amplitude. It bounds how much in-plane
+    detail at that frequency the skip can carry from the source slices to the output, whatever
+    the weights. ``index`` defaults to the highest-rate skip. Alias-free encoder and decoder only.
+    """
+    from unicoal.nn.activation import filtered_lrelu
+
+    enc, syn = G.encoder, G.synthesis
+    if not (enc.alias_free and syn.alias_free):
+        raise ValueError("skip_path_gain needs the alias-free encoder and synthesizer")
+    if not 0 < rel_freq < 1:
+        raise ValueError(f"rel_freq must lie in (0, 1), got {rel_freq}")
+    index = max(syn.skips) if index is None else index
+    if index not in syn.skips:
+        raise ValueError(f"index {index} is not a skip index {syn.skips}")
+    r = G.cfg.img_resolution
+    f = 0.5 * rel_freq  # cycles per output pixel
+    xs = torch.arange(r, dtype=torch.float64) + 0.5
+    x = torch.cos(2 * math.pi * f * xs).reshape(1, 1, 1, r).expand(1, 1, r, r).contiguous()
+
+    def linear(layer: AliasFreeLayer, t: torch.Tensor) -> torch.Tensor:
+        t = F.pad(t, [(layer.conv_kernel - 1) // 2] * 4)  # the full conv of an identity kernel
+        fu = None if layer.up_filter is None else layer.up_filter.double()
+        fd = None if layer.down_filter is None else layer.down_filter.double()
+        return filtered_lrelu(t, fu, fd, None, up=layer.up_factor, down=layer.down_factor, padding=layer.padding,
+                              gain=1.0, slope=1.0, clamp=None, impl="ref")
+
+    with torch.no_grad():
+        x = F.pad(x, [enc.margin] * 4)  # zero = background of this linear probe
+        for out_index, layer in zip(enc.out_indices, enc.layers):
+            x = linear(layer, x)
+            if out_index == index:
+                break
+        for layer in syn.layers[index + 1:]:
+            x = linear(layer, x)
+    y = x[0, 0, r // 4: r - r // 4, r // 4: r - r // 4].mean(dim=0)
+    pos = xs[r // 4: r - r // 4]
+    basis = torch.stack([torch.cos(2 * math.pi * f * pos), torch.sin(2 * math.pi * f * pos), torch.ones_like(pos)], 1)
+    coef = torch.linalg.lstsq(basis, y.unsqueeze(1)).solution[:, 0]
+    return float(coef[:2].norm())
 
 
 class Generator(nn.Module):

@@ -10,7 +10,10 @@ inference code, and this package is the one place where predictors live:
 * ``interpolation``: linear / cubic / Lanczos along the slice axis
   (:class:`unicoal.models.interpolation.InterpolationPredictor`, kernel = method name);
 * ``copy``: the identity baseline, the source contrast resampled linearly onto the target grid
-  (:class:`unicoal.models.copy_source.CopySourcePredictor`).
+  (:class:`unicoal.models.copy_source.CopySourcePredictor`);
+* ``volume``: 3D networks on the target grid (DCSRN, DeepResolve, SynthSR): pre-interpolation
+  along the slice axis, then overlapping sliding windows with Gaussian blending
+  (:class:`unicoal.predictors.volume.VolumePredictor`).
 
 Every predictor obeys :class:`Predictor`. Factories are called as
 ``PREDICTORS[kind](spec, checkpoint_dict_or_None, device)`` and import their modules lazily, so
@@ -61,11 +64,32 @@ def _copy(spec, ckpt: dict | None, device: str):
     return CopySourcePredictor(spec.name)
 
 
+def _implicit(spec, ckpt: dict | None, device: str):
+    from unicoal.predictors.implicit import ImplicitPredictor
+
+    return ImplicitPredictor.from_checkpoint(spec, ckpt, device)
+
+
+def _volume(spec, ckpt: dict | None, device: str):
+    from unicoal.predictors.volume import VolumePredictor
+
+    return VolumePredictor.from_checkpoint(spec, ckpt, device)
+
+
+def _provogan(spec, ckpt: dict | None, device: str):
+    from unicoal.predictors.provogan import ProvoPredictor
+
+    return ProvoPredictor.from_checkpoint(spec, ckpt, device)
+
+
 #: predictor kind -> ``(spec, checkpoint | None, device) -> Predictor``
 PREDICTORS: dict[str, Callable[[Any, dict | None, str], Predictor]] = {
     "slice": _slice,
     "interpolation": _interpolation,
+    "volume": _volume,
     "copy": _copy,
+    "provogan": _provogan,  # the three orientation stages over the whole volume (ProvoGAN)
+    "implicit": _implicit,  # encoder + coordinate-queried decoder over slice windows (ArSSR)
 }
 
 

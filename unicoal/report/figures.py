@@ -20,8 +20,11 @@ Two kinds of figure, described by a cases CSV (:data:`CASE_COLUMNS`)::
 Windowing is consistent: every volume is mapped to [0, 1] with the metric recipe (its own
 0.5/99.5 percentiles, see :mod:`unicoal.evaluate.metrics`) and every image panel is shown with
 the same window [0, 1]; error maps share one colour scale ``[0, error_max]`` per figure.
-Volumes are shown in RAS orientation, slices picked at one world position (the ground truth's
-foreground centroid) and drawn with their physical aspect. Panels on the ground truth's grid
+Volumes are shown in RAS orientation, slices picked at one world position and drawn with their
+physical aspect. The position is the ground truth's foreground centroid (``centre="foreground"``)
+or, with ``centre="label"``, the centroid of the lesion label map given as a ``label`` row (so the
+lesion is in the cut; a figure without a label, or with an empty one, falls back to the
+foreground and ``figures.json`` says so). Panels on the ground truth's grid
 are titled with their whole-volume PSNR / SSIM (published convention).
 """
 from __future__ import annotations
@@ -37,10 +40,11 @@ import numpy as np
 
 from unicoal.errors import InputError
 
-__all__ = ["CASE_COLUMNS", "KINDS", "Case", "Volume", "read_cases", "render_figure", "render_all"]
+__all__ = ["CASE_COLUMNS", "KINDS", "CENTRES", "Case", "Volume", "read_cases", "render_figure", "render_all"]
 
 CASE_COLUMNS: tuple[str, ...] = ("figure", "kind", "label", "path")
-KINDS: tuple[str, ...] = ("source", "method", "target", "sweep")
+KINDS: tuple[str, ...] = ("source", "method", "target", "sweep", "label")
+CENTRES: tuple[str, ...] = ("foreground", "label")
 
 
 @dataclass(frozen=True)
@@ -84,8 +88,8 @@ def read_cases(path: str | os.PathLike) -> dict[str, list[Case]]:
             raise InputError(p, f"figure {name!r} has no 'method' or 'sweep' rows", "add the volumes to show")
         if "method" in kinds and "target" not in kinds:
             raise InputError(p, f"figure {name!r} has methods but no 'target' (ground truth) row", "add a target row")
-        if kinds.count("target") > 1 or kinds.count("source") > 1:
-            raise InputError(p, f"figure {name!r} has more than one source or target row", "keep one of each")
+        if kinds.count("target") > 1 or kinds.count("source") > 1 or kinds.count("label") > 1:
+            raise InputError(p, f"figure {name!r} has more than one source, target or label row", "keep one of each")
     if not figures:
         raise InputError(p, "no cases", "add rows figure,kind,label,path")
     return figures
@@ -150,6 +154,14 @@ def _world_centre(vol: Volume) -> np.ndarray:
     return (vol.affine @ np.append(idx, 1.0))[:3]
 
 
+def _label_centre(label: Volume) -> np.ndarray | None:
+    """World centroid of the label map's voxels > 0 (``None`` when the map is empty)."""
+    fg = label.raw > 0
+    if not fg.any():
+        return None
+    return (label.affine @ np.append(np.argwhere(fg).mean(axis=0), 1.0))[:3]
+
+
 def _metrics_title(pred: Volume, target: Volume | None) -> str:
     if target is None or not pred.same_grid(target) or pred is target:
         return ""
@@ -162,8 +174,10 @@ def _metrics_title(pred: Volume, target: Volume | None) -> str:
     return f"PSNR {psnr} / SSIM {m['SSIM']:.3f}"
 
 
-def render_figure(name: str, cases: Sequence[Case], out_path: str | os.PathLike, error_max: float = 0.3, dpi: int = 100) -> dict:
-    """Draw one figure to ``out_path`` (PNG). Returns what was drawn: panel titles and windows."""
+def render_figure(name: str, cases: Sequence[Case], out_path: str | os.PathLike, error_max: float = 0.3, dpi: int = 100,
+                  centre: str = "foreground") -> dict:
+    """Draw one figure to ``out_path`` (PNG). Returns what was drawn: panel titles, windows and the
+    cut position (``centre``: ``foreground`` or ``label``, see the module docstring)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -173,6 +187,8 @@ def render_figure(name: str, cases: Sequence[Case], out_path: str | os.PathLike,
 
     if not error_max > 0:
         raise ValueError(f"error_max must be > 0, got {error_max}")
+    if centre not in CENTRES:
+        raise ValueError(f"centre must be one of {', '.join(CENTRES)}, got {centre!r}")
     by_kind = {k: [c for c in cases if c.kind == k] for k in KINDS}
     target = Volume.load(by_kind["target"][0].label, by_kind["target"][0].path) if by_kind["target"] else None
     source = Volume.load(by_kind["source"][0].label, by_kind["source"][0].path) if by_kind["source"] else None
@@ -181,13 +197,21 @@ def render_figure(name: str, cases: Sequence[Case], out_path: str | os.PathLike,
     columns: list[tuple[str, Volume]] = ([("source", source)] if source else []) + [("output", v) for v in outputs]
     if target is not None:
         columns.append(("target", target))
-    centre = _world_centre(target or outputs[-1])
+    centre_how = "foreground"
+    world = None
+    if centre == "label":
+        if by_kind["label"]:
+            world = _label_centre(Volume.load(by_kind["label"][0].label, by_kind["label"][0].path))
+        centre_how = "label" if world is not None else "foreground (no label map, or an empty one)"
+    if world is None:
+        world = _world_centre(target or outputs[-1])
     planes = ("axial", "sagittal")
     rows = [(p, "image") for p in planes] if sweep else [(p, kind) for p in planes for kind in ("image", "error")]
     ncol, nrow = len(columns), len(rows)
     fig, axes = plt.subplots(nrow, ncol, figsize=(2.3 * ncol + 0.6, 2.5 * nrow), squeeze=False)
     fig.patch.set_facecolor("black")
-    info: dict = {"figure": name, "kind": "sweep" if sweep else "comparison", "panels": []}
+    info: dict = {"figure": name, "kind": "sweep" if sweep else "comparison", "centre": centre_how,
+                  "centre_mm": [round(float(v), 2) for v in world], "panels": []}
     titles = {id(v): _metrics_title(v, target) for role, v in columns if role == "output"}
     err_im = None
     for r, (plane, kind) in enumerate(rows):
@@ -198,7 +222,7 @@ def render_figure(name: str, cases: Sequence[Case], out_path: str | os.PathLike,
             for spine in ax.spines.values():
                 spine.set_visible(False)
             if kind == "image":
-                sl, extent = vol.view(vol.data, plane, centre)
+                sl, extent = vol.view(vol.data, plane, world)
                 ax.imshow(sl, cmap="gray", vmin=0.0, vmax=1.0, extent=extent, interpolation="nearest")
                 title = vol.label
                 if sweep:
@@ -214,7 +238,7 @@ def render_figure(name: str, cases: Sequence[Case], out_path: str | os.PathLike,
                     ax.axis("off")
                     continue
                 err = np.abs(vol.data - target.data)
-                sl, extent = vol.view(err, plane, centre)
+                sl, extent = vol.view(err, plane, world)
                 err_im = ax.imshow(sl, cmap="inferno", vmin=0.0, vmax=error_max, extent=extent, interpolation="nearest")
                 info["panels"].append({"row": r, "col": c, "plane": plane, "kind": kind, "title": f"|{vol.label} - GT|",
                                        "vmin": 0.0, "vmax": error_max, "mean_error": float(err.mean())})
@@ -234,9 +258,11 @@ def render_figure(name: str, cases: Sequence[Case], out_path: str | os.PathLike,
     return info
 
 
-def render_all(cases_csv: str | os.PathLike, out_dir: str | os.PathLike, error_max: float = 0.3, dpi: int = 100) -> list[dict]:
+def render_all(cases_csv: str | os.PathLike, out_dir: str | os.PathLike, error_max: float = 0.3, dpi: int = 100,
+               centre: str = "foreground") -> list[dict]:
     """Render every figure of a cases CSV into ``out_dir/<figure>.png``."""
     figures = read_cases(cases_csv)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    return [render_figure(name, cases, out / f"{name}.png", error_max=error_max, dpi=dpi) for name, cases in figures.items()]
+    return [render_figure(name, cases, out / f"{name}.png", error_max=error_max, dpi=dpi, centre=centre)
+            for name, cases in figures.items()]

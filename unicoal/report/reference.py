@@ -79,7 +79,7 @@ class SummaryRecord:
 
 
 def _std(values: np.ndarray, ddof: int) -> float:
-    if values.size - ddof <= 0:
+    if values.size < 2 or values.size - ddof <= 0:  # no spread from one subject: printed as the mean alone
         return math.nan
     if np.any(np.isinf(values)):
         return math.nan
@@ -90,7 +90,8 @@ def aggregate_rows(rows: Iterable[ResultRow], ddof: int = 0) -> list[SummaryReco
     """Mean and standard deviation over subjects per (table, method, cell, convention).
 
     NaN values (undefined, e.g. Dice of a region absent in both volumes) are left out and
-    ``n`` counts the rest; any ``inf`` (identical volumes) makes the mean ``inf`` and the std NaN.
+    ``n`` counts the rest; any ``inf`` (identical volumes) makes the mean ``inf`` and the std NaN,
+    as does a single subject (a std over one value would print as a misleading ``±0.00``).
     ``ddof=0`` is numpy's default (population std), the usual choice in synthesis papers.
     """
     groups: dict[tuple, list[ResultRow]] = {}

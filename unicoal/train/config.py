@@ -51,8 +51,20 @@ class LossConfig:
     blur_sigma: float = 2.0  # px, fading linearly to 0 over blur_fade_kimg thousand images
     blur_fade_kimg: float = 100.0
     adversarial: bool = True  # False: pixel (+SAM) losses only, no discriminator
+    d_sources_blur_r1: bool = True  # blur and R1 cover the source slices too (authors' code); False: target slice only
+    # options of the baselines (unicoal.train.losses); the defaults are Uni-COAL's losses
+    gan: str = "nonsaturating"  # nonsaturating | vanilla (pix2pix BCE, D halved) | lsgan (least squares, D halved)
+    adversarial_weight: float = 1.0  # weight of G's adversarial term (AutoGAN-Synthesizer: 1e-4); D's loss is unweighted
+    perceptual_weight: float = 0.0  # pGAN: 100 x L1 of frozen-network features (0 = off)
+    perceptual_network: str = "vgg16"  # vgg16 (needs perceptual_checkpoint, else LiteMedSAM is used and logged) | litemedsam
+    perceptual_checkpoint: str | None = None  # torchvision VGG16 ImageNet weights (vgg16-397923af.pth)
 
     def __post_init__(self):
+        from unicoal.train.losses import GAN_LOSSES
+
+        _check(self.gan in GAN_LOSSES, f"loss.gan must be one of {', '.join(GAN_LOSSES)}, got {self.gan!r}")
+        _check(self.perceptual_weight >= 0 and self.adversarial_weight >= 0, f"loss.perceptual_weight and adversarial_weight must be >= 0, got {self.perceptual_weight}, {self.adversarial_weight}")
+        _check(self.perceptual_network in ("vgg16", "litemedsam"), f"loss.perceptual_network must be vgg16 or litemedsam, got {self.perceptual_network!r}")
         _check(self.r1_gamma >= 0, f"loss.r1_gamma must be >= 0, got {self.r1_gamma}")
         _check(int(self.r1_interval) >= 1, f"loss.r1_interval must be >= 1, got {self.r1_interval}")
         _check(self.l1_weight >= 0 and self.sam_weight >= 0, "loss weights must be >= 0")

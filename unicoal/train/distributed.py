@@ -81,7 +81,10 @@ def wrap_ddp(module, info: DistInfo):
     device_ids = [int(info.device.split(":")[1])] if info.device.startswith("cuda:") else None
     # broadcast_buffers=False: the buffers are constant filters and Fourier features, already
     # equal after the initial copy; re-broadcasting them before every forward only costs time.
-    return DistributedDataParallel(module, device_ids=device_ids, broadcast_buffers=False)
+    # networks that leave parameters unused in some steps (ResViT before its transformer phase,
+    # ProvoGAN's other stages) say so with a class attribute
+    unused = bool(getattr(module, "has_unused_parameters", False))
+    return DistributedDataParallel(module, device_ids=device_ids, broadcast_buffers=False, find_unused_parameters=unused)
 
 
 def unwrap(module):

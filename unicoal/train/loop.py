@@ -29,7 +29,7 @@ from unicoal.train.config import TrainConfig
 from unicoal.train.distributed import DistInfo, barrier, cleanup, init_distributed, wrap_ddp
 from unicoal.train.losses import UniCoalLoss, blur_sigma_at
 
-__all__ = ["Trainer", "train", "StepSampler", "build_dataset", "seed_everything"]
+__all__ = ["Trainer", "train", "StepSampler", "build_dataset", "DATASETS", "seed_everything"]
 
 
 def seed_everything(seed: int) -> None:
@@ -66,13 +66,38 @@ class StepSampler:
         return max(0, self.num_batches * self.per_rank - self.start)
 
 
+#: dataset kind (``MethodSpec.dataset``) -> ``"module:factory"``, called as
+#: ``factory(cfg, samplesheet, data_cfg)`` (imported lazily; docs/training.md)
+DATASETS: dict[str, str] = {
+    "slice": "unicoal.data:SliceDataset",
+    "patch3d": "unicoal.data3d:PatchDataset3D.from_train_config",
+    "implicit": "unicoal.predictors.implicit:ImplicitPatchDataset.from_train_config",  # ArSSR: LR window + HR query slices
+    "provogan": "unicoal.predictors.provogan:ProvoDataset.from_train_config",  # cross-sections of the stage being trained
+}
+
+
 def build_dataset(cfg: TrainConfig, samplesheet, split: str | None = None):
+    """The training dataset of ``cfg``'s method: its ``MethodSpec.dataset`` kind looked up in
+    :data:`DATASETS` (``slice``: :class:`unicoal.data.SliceDataset`; ``patch3d``:
+    :class:`unicoal.data3d.PatchDataset3D`)."""
+    import importlib
     from dataclasses import replace
 
-    from unicoal.data import SliceDataset
+    from unicoal.methods import get_method
 
     data_cfg = cfg.data if split is None else replace(cfg.data, split=split)
-    return SliceDataset(samplesheet, data_cfg, seed=cfg.run.seed)
+    kind = getattr(get_method(cfg.method), "dataset", "slice")
+    if kind not in DATASETS:
+        raise ValueError(f"method {cfg.method}: unknown dataset kind {kind!r}; expected one of {', '.join(DATASETS)}")
+    if kind == "slice":
+        from unicoal.data import SliceDataset
+
+        return SliceDataset(samplesheet, data_cfg, seed=cfg.run.seed)
+    module, _, attr = DATASETS[kind].partition(":")
+    factory: Any = importlib.import_module(module)
+    for part in attr.split("."):
+        factory = getattr(factory, part)
+    return factory(cfg, samplesheet, data_cfg)
 
 
 class Trainer:
@@ -126,7 +151,12 @@ class Trainer:
         self.sam = sam.to(self.device) if sam is not None and hasattr(sam, "to") else sam
         use_amp = self.device.type == "cuda" and cfg.run.amp == "bf16"
         self.autocast: Callable = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
-        self.loss = UniCoalLoss(self.G_train, self.D_train, cfg.loss, self.sam, self.autocast)
+        self.perceptual = None
+        if cfg.loss.perceptual_weight > 0:
+            from unicoal.nn.perceptual import PerceptualLoss
+
+            self.perceptual = PerceptualLoss(cfg.loss.perceptual_network, cfg.loss.perceptual_checkpoint).to(self.device)
+        self.loss = UniCoalLoss(self.G_train, self.D_train, cfg.loss, self.sam, self.autocast, perceptual=self.perceptual)
         self.z_dim = int(getattr(self.model_cfg, "z_dim", 0) or 0)
         self.step = 0
         self.images_seen = 0
@@ -164,6 +194,10 @@ class Trainer:
         return stats
 
     def train_step(self, batch: dict) -> dict:
+        for net in (self.G, self.D):  # method schedules, e.g. ResViT's CNN pre-training -> transformer fine-tuning
+            hook = getattr(net, "set_train_step", None)
+            if hook is not None:
+                hook(self.step, self.total_steps)
         batch = self.to_device(batch)
         sigma = blur_sigma_at(self.images_seen, self.cfg.loss.blur_sigma, self.cfg.loss.blur_fade_kimg)
         stats = self.generator_phase(batch, sigma)
@@ -279,6 +313,9 @@ def train(
         if steps_per_epoch < 1:
             raise InputError(samplesheet, f"only {len(dataset)} training slices for a batch of {bs}", "lower optim.batch_size or add subjects")
         trainer = Trainer(cfg, steps_per_epoch, info, sam=sam)
+        bind = getattr(dataset, "bind_trainer", None)
+        if bind is not None:  # volume-level methods (ProvoGAN): items follow the step, earlier stages run on G
+            bind(trainer)
         if resume:
             trainer.load_state_dict(load_checkpoint(ckpt_path, expect="train", map_location=str(trainer.device)))
         from unicoal.train.logging import TrainLogger

@@ -3,7 +3,9 @@ process COHORT {
     label 'process_low'
 
     input:
-    val meta   // [id: dataset name, dataset: phantom|ixi|brats, subjects, preset, seed, root]
+    // meta: [id, dataset: phantom|ixi|brats, (phantom:) subjects, preset, seed];
+    // root: the IXI / BraTS download (staged, so containers see it), or [] for the phantom
+    tuple val(meta), path(root, stageAs: 'data_root')
 
     output:
     tuple val(meta), path('cohort/samplesheet.csv'), emit: samplesheet
@@ -14,7 +16,7 @@ process COHORT {
     def args = task.ext.args ?: ''
     def source = meta.dataset == 'phantom'
         ? "phantom --out cohort --subjects ${meta.subjects} --preset ${meta.preset} --seed ${meta.seed}"
-        : "${meta.dataset} --root ${meta.root} --out cohort/samplesheet.csv"
+        : "${meta.dataset} --root data_root --out cohort/samplesheet.csv"
     """
     unicoal cohort ${source} ${args}
 
@@ -30,7 +32,7 @@ process COHORT {
     printf 'subject,modality,path,label,split\\n' > cohort/samplesheet.csv
     for i in \$(seq 1 ${meta.subjects ?: 3}); do
         s=sub-\$(printf %02d \$i)
-        split=\$([ \$i -eq 1 ] && echo test || ([ \$i -eq 2 ] && echo val || echo train))
+        split=\$([ \$((i % 5)) -eq 1 ] && echo test || ([ \$((i % 5)) -eq 2 ] && echo val || echo train))
         mkdir -p cohort/\$s
         for m in T1 T2 PD FLAIR T1CE; do
             touch cohort/\$s/\$m.nii.gz

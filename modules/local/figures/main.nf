@@ -21,7 +21,7 @@ process FIGURES {
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":
         unicoal: \$(unicoal --version 2>&1 | sed 's/^unicoal //')
-        matplotlib: \$(python3 -c "from importlib.metadata import version; print(version('matplotlib'))")
+        matplotlib: \$(unicoal-python -c "from importlib.metadata import version; print(version('matplotlib'))")
     END_VERSIONS
     """
 

@@ -3,18 +3,26 @@ process NORMALIZE {
     label 'process_single'
 
     input:
-    tuple val(meta), path(volume, stageAs: 'in/*'), path(mask, stageAs: 'mask/*')
+    // all modalities of one subject (modalities[i] names volumes[i]) and its brain mask or []
+    tuple val(meta), val(modalities), path(volumes, stageAs: 'in??/*'), path(mask, stageAs: 'mask/*')
 
     output:
-    tuple val(meta), path("${meta.id}.nii.gz"), path("${meta.id}.json"), emit: volume
-    path 'versions.yml'                                                 , emit: versions
+    // norm/<subject>_<MODALITY>.nii.gz and .json (normalisation parameters), every modality
+    tuple val(meta), path('norm/*.nii.gz', arity: '1..*'), path('norm/*.json', arity: '1..*'), emit: volumes
+    path 'versions.yml'                                                                      , emit: versions
 
     script:
     def args = task.ext.args ?: ''
     def mask_arg = mask ? "--mask ${mask}" : ''
+    def vols = volumes instanceof List ? volumes : [volumes]
+    def pairs = [modalities, vols].transpose().collect { pair -> "${pair[0]} ${pair[1]}" }.join('\\n')
     """
-    unicoal normalize ${volume} ${meta.id}.nii.gz ${mask_arg} ${args}
-    [ -e ${meta.id}.json ] || echo '{}' > ${meta.id}.json
+    mkdir -p norm
+    printf '%b\\n' '${pairs}' > volumes.txt
+    while read -r mod vol; do
+        unicoal normalize "\$vol" "norm/${meta.subject}_\$mod.nii.gz" ${mask_arg} ${args}
+        [ -e "norm/${meta.subject}_\$mod.json" ] || echo '{}' > "norm/${meta.subject}_\$mod.json"
+    done < volumes.txt
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":
@@ -24,7 +32,8 @@ process NORMALIZE {
 
     stub:
     """
-    touch ${meta.id}.nii.gz ${meta.id}.json
+    mkdir -p norm
+    for m in ${modalities.join(' ')}; do touch norm/${meta.subject}_\$m.nii.gz norm/${meta.subject}_\$m.json; done
     printf '"%s":\\n    unicoal: stub\\n' "${task.process}" > versions.yml
     """
 }

@@ -3,7 +3,6 @@ process PLAN {
     label 'process_single'
 
     input:
-    path params_json          // the validated parameters (orders PLAN after PARAMS_VALIDATE)
     val experiment            // table1|table2|table3|table4|table6|all
     tuple val(meta), path(samplesheet)
 

@@ -30,7 +30,7 @@ process REGISTER {
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":
         unicoal: \$(unicoal --version 2>&1 | sed 's/^unicoal //')
-        antspyx: \$(python3 -c "from importlib.metadata import version; print(version('antspyx'))")
+        antspyx: \$(unicoal-python -c "from importlib.metadata import version; print(version('antspyx'))")
     END_VERSIONS
     """
 

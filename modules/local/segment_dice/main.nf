@@ -26,7 +26,7 @@ process SEGMENT_DICE {
     stub:
     """
     echo 'table,dataset,task,method,subject,source,target,scale,metric,value,convention' > ${meta.id}_dice.csv
-    echo '${meta.table},${meta.dataset},${meta.task},${meta.method_id},${meta.subject},${meta.source},${meta.target},${meta.scale},DSC,0.8,nnunet' >> ${meta.id}_dice.csv
+    echo '${meta.table},${meta.dataset},${meta.task},${meta.method_id},${meta.subject},${meta.source},${meta.target},${meta.scale},DSC,0.8,brats-empty-1' >> ${meta.id}_dice.csv
     printf '"%s":\\n    unicoal: stub\\n' "${task.process}" > versions.yml
     """
 }

@@ -21,7 +21,7 @@ process SEGMENT_PREDICT {
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":
         unicoal: \$(unicoal --version 2>&1 | sed 's/^unicoal //')
-        nnunetv2: \$(python3 -c "from importlib.metadata import version; print(version('nnunetv2'))")
+        nnunetv2: \$(unicoal-python -c "from importlib.metadata import version; print(version('nnunetv2'))")
     END_VERSIONS
     """
 

@@ -23,8 +23,8 @@ process SEGMENT_TRAIN {
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":
         unicoal: \$(unicoal --version 2>&1 | sed 's/^unicoal //')
-        nnunetv2: \$(python3 -c "from importlib.metadata import version; print(version('nnunetv2'))")
-        torch: \$(python3 -c "import torch; print(torch.__version__)")
+        nnunetv2: \$(unicoal-python -c "from importlib.metadata import version; print(version('nnunetv2'))")
+        torch: \$(unicoal-python -c "import torch; print(torch.__version__)")
     END_VERSIONS
     """
 

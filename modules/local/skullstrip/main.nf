@@ -27,7 +27,7 @@ process SKULLSTRIP {
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":
         unicoal: \$(unicoal --version 2>&1 | sed 's/^unicoal //')
-        deepbet: \$(python3 -c "from importlib.metadata import version; print(version('deepbet'))")
+        deepbet: \$(unicoal-python -c "from importlib.metadata import version; print(version('deepbet'))")
     END_VERSIONS
     """
 

@@ -18,7 +18,7 @@ process STATS {
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":
         unicoal: \$(unicoal --version 2>&1 | sed 's/^unicoal //')
-        scipy: \$(python3 -c "from importlib.metadata import version; print(version('scipy'))")
+        scipy: \$(unicoal-python -c "from importlib.metadata import version; print(version('scipy'))")
     END_VERSIONS
     """
 
