@@ -133,3 +133,18 @@ def test_tensorboard_events_match_the_csv_log_and_resume_continues_them(tmp_path
     assert [e.step for e in events] == [1, 2, 3, 4]
     csv_loss = {s: v[0] for s, v in _losses(tmp_path / "run").items()}
     assert all(abs(e.value - csv_loss[e.step]) < 1e-5 * max(1.0, abs(e.value)) for e in events)
+
+
+def test_resume_accepts_a_stored_config_that_lacks_a_newer_field_at_its_default():
+    """A run started before unicoal gained a config field (stored without it) still resumes;
+    a real difference is still a difference."""
+    import json
+
+    from unicoal.train.config import load_config
+    from unicoal.train.loop import _comparable
+
+    stored = json.loads(json.dumps(load_config("tiny").to_dict()))
+    stored["loss"].pop("adversarial_weight")  # written by an older version
+    assert _comparable(stored) == _comparable(load_config("tiny").to_dict())
+    stored["loss"]["l1_weight"] = 1.0
+    assert _comparable(stored) != _comparable(load_config("tiny").to_dict())

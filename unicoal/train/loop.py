@@ -261,7 +261,13 @@ class Trainer:
 
 
 def _comparable(d: dict) -> dict:
+    """A config as compared on ``--resume``: defaults filled in (so a field that a newer unicoal
+    added, stored at its default, is no difference) and the horizon dropped."""
     d = json.loads(json.dumps(d))
+    try:
+        d = json.loads(json.dumps(TrainConfig.from_dict(d).to_dict()))
+    except (InputError, ValueError, TypeError, KeyError):
+        pass  # a config this version cannot read: compare it as stored
     d.get("optim", {}).pop("total_steps", None)
     return d
 
