@@ -24,6 +24,7 @@ include { SYNTHESIZE      } from './modules/local/synthesize'
 include { EVALUATE        } from './modules/local/evaluate'
 include { SEGMENT_TRAIN   } from './modules/local/segment_train'
 include { SEGMENT_PREDICT } from './modules/local/segment_predict'
+include { SEGMENT_REAL    } from './modules/local/segment_real'
 include { SEGMENT_DICE    } from './modules/local/segment_dice'
 include { STATS           } from './modules/local/stats'
 include { TABLES          } from './modules/local/tables'
@@ -200,7 +201,8 @@ def sheetText(items) {
 }
 
 // Qualitative figures of the first test subject: one figure per task cell, with the source, each
-// method's synthesis and the ground truth -> [cases CSV text, volumes to stage under volumes/]
+// method's synthesis, the ground truth and the subject's label map if it has one
+// -> [cases CSV text, volumes to stage under volumes/]
 def figureCases(items) {
     def subject = items.collect { item -> item[0].subject }.min()
     def mine = items.findAll { item -> item[0].subject == subject }
@@ -213,6 +215,10 @@ def figureCases(items) {
             group.each { item -> lines << "${figure},method,${item[0].method_id},volumes/${item[3].name}" }
             lines << "${figure},target,${first[0].target},volumes/${first[2].name}"
             files += [first[1], first[2]] + group.collect { item -> item[3] }
+            if (first[4]) {   // the subject's lesion labels: FIGURES cuts through the lesion (--centre label)
+                lines << "${figure},label,label,volumes/${first[4].name}"
+                files << first[4]
+            }
         }
     return [(['figure,kind,label,path'] + lines).join('\n') + '\n', files.unique()]
 }
@@ -397,8 +403,27 @@ workflow BENCHMARK {
             }
             .filter { meta, sheet, vols, labs -> vols })
         ch_versions = ch_versions.mix(SEGMENT_TRAIN.out.versions)
+        models = SEGMENT_TRAIN.out.model.map { meta, model -> [meta.id, model] }
+
+        // the upper bound: the same nnU-Net on the real test images of its modality (method Real)
+        test_items = volumes
+            .filter { meta, vol -> meta.split == 'test' }
+            .map { meta, vol -> [meta.subject, meta, vol] }
+            .combine(labels.filter { subject, label -> label }, by: 0)
+            .map { subject, meta, vol, label -> [subject: subject, modality: meta.modality, split: meta.split, volume: vol, label: label] }
+            .toSortedList { a, b -> "${a.subject}/${a.modality}" <=> "${b.subject}/${b.modality}" }
+        SEGMENT_REAL(dice_jobs.map { meta, pred -> [meta.target, meta.dataset ?: ''] }.unique()
+            .combine(models, by: 0)
+            .combine(test_items.map { items -> [items] })
+            .map { mod, dataset, model, items ->
+                def mine = items.findAll { item -> item.modality == mod }
+                [[id: mod, dataset: dataset], model, sheetText(mine), mine.collect { item -> item.volume }, mine.collect { item -> item.label }.unique()]
+            }
+            .filter { meta, model, sheet, vols, labs -> vols })
+        ch_versions = ch_versions.mix(SEGMENT_REAL.out.versions)
+        rows = rows.mix(SEGMENT_REAL.out.row.map { meta, csv -> csv })
         SEGMENT_PREDICT(dice_jobs.map { meta, pred -> [meta.target, meta, pred] }
-            .combine(SEGMENT_TRAIN.out.model.map { meta, model -> [meta.id, model] }, by: 0)
+            .combine(models, by: 0)
             .map { mod, meta, pred, model -> [meta.subject, meta, model, pred] }
             .combine(masks, by: 0)
             .map { subject, meta, model, pred, mask -> [meta, model, pred, mask] })
@@ -414,7 +439,9 @@ workflow BENCHMARK {
     rows     = rows                                             // result rows CSVs
     cases    = per_job.map { meta, ckpt, src, truth, mask -> [meta.id, meta, src, truth] }
         .join(predictions.map { meta, pred -> [meta.id, pred] })
-        .map { id, meta, src, truth, pred -> [meta, src, truth, pred] }  // [meta, source, truth, synthesized]
+        .map { id, meta, src, truth, pred -> [meta.subject, meta, src, truth, pred] }
+        .combine(labels, by: 0)
+        .map { subject, meta, src, truth, pred, label -> [meta, src, truth, pred, label ?: []] }  // [meta, source, truth, synthesized, label or []]
     versions = ch_versions
 }
 
@@ -518,5 +545,6 @@ workflow {
     versions_yml = ch_versions.map { f -> f.text.trim() }.mix(channel.value(pipeline_versions)).unique()
         .collectFile(name: 'software_versions.yml', storeDir: "${params.outdir}/pipeline_info", sort: true, newLine: true)
     preprocessing = PREPROCESS.out.sidecars.toSortedList { a, b -> a.name <=> b.name }
-    REPORT(TABLES.out.tables.join(FIGURES.out.figures), PLAN.out.samplesheet, preprocessing, versions_yml)
+    REPORT(TABLES.out.tables.join(FIGURES.out.figures), PLAN.out.samplesheet, preprocessing, versions_yml, PLAN.out.configs,
+           groovy.json.JsonOutput.toJson(resolved))
 }

@@ -13,6 +13,7 @@ Each test prints its wall time (seconds) to stderr.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import shutil
@@ -216,14 +217,25 @@ def test_profile_test_with_dice_trains_and_applies_nnunet(tmp_path):
     done = processes(trace(out), "COMPLETED")
     assert done["TRAIN"] == 2 and done["SEGMENT_TRAIN"] == 1
     assert done["SEGMENT_PREDICT"] == done["SEGMENT_DICE"] == 2
-    dsc = []
+    assert done["SEGMENT_REAL"] == 1  # the real T2 test image: the upper bound
+    dsc: dict[str, list[float]] = {}
     for f in sorted((out / "metrics" / "rows").glob("*_dice.csv")):
         with open(f, newline="") as fh:
-            dsc += [float(r["value"]) for r in csv.DictReader(fh) if r["metric"] == "DSC"]
-    assert len(dsc) == 2 and all(0.0 <= v <= 1.0 for v in dsc), dsc
+            for r in csv.DictReader(fh):
+                if r["metric"] == "DSC":
+                    dsc.setdefault(r["method"], []).append(float(r["value"]))
+    assert sum(len(v) for k, v in dsc.items() if k != "Real") == 2 and len(dsc["Real"]) == 1, dsc
+    assert all(0.0 <= v <= 1.0 for vs in dsc.values() for v in vs), dsc
     table = (out / "tables" / "table1.md").read_text()
     row = next(line for line in table.splitlines() if line.startswith("| Uni-COAL_one"))
     assert row.split("|")[4].strip() != "-", row  # the T1-T2 DSC cell
+    real = next(line for line in table.splitlines() if line.startswith("| Real"))
+    assert real.split("|")[4].strip() not in ("-", "n.r."), real
+    # the figure cuts through the test subject's lesion
+    figures = json.loads((out / "figures" / "figures.json").read_text())["figures"]
+    assert figures and all(f["centre"] == "label" for f in figures), [f["centre"] for f in figures]
+    html = (out / "report.html").read_text()
+    assert "nnunet_epochs" in html  # the pipeline parameters reached the report (provenance, nnU-Net budget)
     assert list((out / "segmentation" / "models").iterdir())
     print(f"-profile test --experiment table1 --dice true: {wall:.0f} s", file=sys.stderr)
 
@@ -299,10 +311,11 @@ def slurm_cluster(tmp_path):
             assert not (state / pidfile).exists()
 
 
-def _job_scripts(rows: list[dict]) -> dict[str, list[str]]:
-    """tag -> [process, .command.run, .command.sh] of every task of a trace."""
-    return {r["tag"]: [r["process"].split(":")[-1], (Path(r["workdir"]) / ".command.run").read_text(),
-                       (Path(r["workdir"]) / ".command.sh").read_text()] for r in rows}
+def _job_scripts(rows: list[dict]) -> list[tuple[str, str, str, str]]:
+    """[(tag, process, .command.run, .command.sh)] of every task of a trace (tags repeat across
+    processes: TRAIN, SYNTHESIZE and EVALUATE of one model share theirs)."""
+    return [(r["tag"], r["process"].split(":")[-1], (Path(r["workdir"]) / ".command.run").read_text(),
+             (Path(r["workdir"]) / ".command.sh").read_text()) for r in rows]
 
 
 def test_profile_test_slurm_runs_tasks_as_slurm_jobs(tmp_path, slurm_cluster):
@@ -312,7 +325,7 @@ def test_profile_test_slurm_runs_tasks_as_slurm_jobs(tmp_path, slurm_cluster):
     proc, wall = run_nf(tmp_path / "run", "-profile", "test,slurm", *TEST_METHODS, "--outdir", str(out), env=env)
     assert proc.returncode == 0, _fail(proc, tmp_path / "run")
     rows = trace(out)
-    for tag, (name, run, sh) in _job_scripts(rows).items():
+    for tag, name, run, sh in _job_scripts(rows):
         assert "#SBATCH" in run and "--gres" not in run, f"{name} ({tag}) books a GPU on a CPU run"
     job_ids = {r["native_id"] for r in rows}
     assert all(i.isdigit() for i in job_ids)                      # SLURM job ids, not local pids
@@ -332,7 +345,7 @@ def test_profile_test_slurm_runs_tasks_as_slurm_jobs(tmp_path, slurm_cluster):
                         "--slurm_gpus", "2", "--slurm_queue", "debug", "--slurm_gpu_queue", "gpu", "--outdir", str(gpu_out), env=env)
     assert proc.returncode == 0, _fail(proc, tmp_path / "run")
     gpu_tasks = set()
-    for tag, (name, run, sh) in _job_scripts(trace(gpu_out)).items():
+    for tag, name, run, sh in _job_scripts(trace(gpu_out)):
         if "--gres" in run:
             gpu_tasks.add(name)
             assert "#SBATCH --gres=gpu:2" in run and "#SBATCH -p gpu\n" in run, run

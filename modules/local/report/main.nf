@@ -8,6 +8,8 @@ process REPORT {
     path samplesheet
     path preprocessing, stageAs: 'preprocessing/*'   // JSON sidecars of the preprocessing steps
     path versions
+    path configs, stageAs: 'configs'                 // the plan's train configs (provenance)
+    val params_json                                  // the resolved pipeline parameters, one line of JSON
 
     output:
     path 'report.html' , emit: report
@@ -18,7 +20,11 @@ process REPORT {
     def sidecars = (preprocessing instanceof List ? preprocessing : [preprocessing]).collect { f -> "--preprocessing ${f}" }.join(' ')
     """
     export MPLBACKEND=Agg
-    unicoal report --tables ${tables} --figures ${figures} --cohort ${samplesheet} ${sidecars} --versions ${versions} --out report.html ${args}
+    cat > params.json <<'UNICOAL_PARAMS_JSON'
+    ${params_json}
+    UNICOAL_PARAMS_JSON
+    unicoal report --tables ${tables} --figures ${figures} --cohort ${samplesheet} ${sidecars} --versions ${versions} \\
+        --params params.json --configs configs --out report.html ${args}
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":
