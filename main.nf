@@ -4,7 +4,7 @@
  * super-resolution of MR images" (Tables I-IV, VI) end to end.
  *
  *   COHORT -> PREPROCESS (register, skull strip, normalise) -> PLAN -> TRAIN -> (DEGRADE) ->
- *   SYNTHESIZE -> EVALUATE (PSNR/SSIM, nnU-Net DSC) -> STATS -> TABLES / FIGURES -> REPORT
+ *   SYNTHESIZE -> EVALUATE (PSNR/SSIM), SEGMENT (nnU-Net DSC) -> STATS -> TABLES / FIGURES -> REPORT
  *
  * Every process runs one `unicoal <command>`; the experiment plan (methods x tasks x scales per
  * table) is data expanded by `unicoal plan`. See docs/pipeline.md.
@@ -23,9 +23,8 @@ include { DEGRADE         } from './modules/local/degrade'
 include { SYNTHESIZE      } from './modules/local/synthesize'
 include { EVALUATE        } from './modules/local/evaluate'
 include { SEGMENT_TRAIN   } from './modules/local/segment_train'
-include { SEGMENT_PREDICT } from './modules/local/segment_predict'
+include { SEGMENT         } from './modules/local/segment'
 include { SEGMENT_REAL    } from './modules/local/segment_real'
-include { SEGMENT_DICE    } from './modules/local/segment_dice'
 include { STATS           } from './modules/local/stats'
 include { TABLES          } from './modules/local/tables'
 include { FIGURES         } from './modules/local/figures'
@@ -422,17 +421,36 @@ workflow BENCHMARK {
             .filter { meta, model, sheet, vols, labs -> vols })
         ch_versions = ch_versions.mix(SEGMENT_REAL.out.versions)
         rows = rows.mix(SEGMENT_REAL.out.row.map { meta, csv -> csv })
-        SEGMENT_PREDICT(dice_jobs.map { meta, pred -> [meta.target, meta, pred] }
+        // SEGMENT: one task per synthesis batch and target modality (nnU-Net loaded once), only
+        // the subjects that have a ground-truth label map
+        with_labels = labels.filter { subject, label -> label }.toList().map { pairs -> [pairs] }
+        seg_batches = SYNTHESIZE.out.volumes
+            .map { bmeta, jobs, preds -> [bmeta.id, bmeta, jobs, asList(preds)] }
+            .join(batches.map { bmeta, jobs, ckpt, srcs, truths, ms -> [bmeta.id, ms] })
+            .flatMap { id, bmeta, jobs, preds, ms ->
+                jobs.findAll { job -> job.dice == 'true' }.groupBy { job -> job.target }.collect { target, group ->
+                    [target, [id: "${id}-${target}".toString(), batch: id, target: target], group.collect { job ->
+                        [job, preds.find { f -> f.name == "${job.id}.nii.gz" }, job.mask_index >= 0 ? ms[job.mask_index] : null]
+                    }]
+                }
+            }
             .combine(models, by: 0)
-            .map { mod, meta, pred, model -> [meta.subject, meta, model, pred] }
-            .combine(masks, by: 0)
-            .map { subject, meta, model, pred, mask -> [meta, model, pred, mask] })
-        ch_versions = ch_versions.mix(SEGMENT_PREDICT.out.versions)
-        SEGMENT_DICE(SEGMENT_PREDICT.out.seg.map { meta, seg -> [meta.subject, meta, seg] }
-            .combine(labels.filter { subject, label -> label }, by: 0)
-            .map { subject, meta, seg, label -> [meta, seg, label] })
-        ch_versions = ch_versions.mix(SEGMENT_DICE.out.versions)
-        rows = rows.mix(SEGMENT_DICE.out.row.map { meta, csv -> csv })
+            .combine(with_labels)
+            .map { target, meta, items, model, pairs ->
+                def label_of = pairs.collectEntries { pair -> [(pair[0]): pair[1]] }
+                def mine = items.findAll { item -> label_of[item[0].subject] }.sort { item -> item[0].id }
+                def jobs = mine.collect { job, pred, mask ->
+                    [id: job.id, table: job.table, method_id: job.method_id, task: job.task ?: '', dataset: job.dataset ?: '', subject: job.subject,
+                     source: job.source, target: job.target, scale: job.scale, pred: pred.name, mask: mask ? mask.name : '',
+                     label: label_of[job.subject].name]
+                }
+                [meta, jobs, model, mine.collect { item -> item[1] }, mine.collect { item -> item[2] }.findAll { m -> m }.unique(),
+                 mine.collect { item -> label_of[item[0].subject] }.unique()]
+            }
+            .filter { meta, jobs, model, preds, msks, labs -> jobs }
+        SEGMENT(seg_batches)
+        ch_versions = ch_versions.mix(SEGMENT.out.versions)
+        rows = rows.mix(SEGMENT.out.rows.flatMap { meta, files -> asList(files) })
     }
 
     emit:

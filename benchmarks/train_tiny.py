@@ -25,6 +25,7 @@ Usage::
     python benchmarks/train_tiny.py curve --model unified --work /tmp/bench_tiny --steps 4000 --max-cpu-minutes 60
     python benchmarks/train_tiny.py plot --work /tmp/bench_tiny --out docs/img/train_tiny_curve.png \
         --csv-out docs/img/train_tiny_curve.csv
+    python benchmarks/train_tiny.py subjects --work /tmp/bench_tiny   # per-subject PSNR and intensity levels
 """
 from __future__ import annotations
 
@@ -268,6 +269,44 @@ def plot(args) -> int:
     return 0
 
 
+def subjects(args) -> int:
+    """Per held-out subject: PSNR (whole / head) of every method's last prediction, and the head's
+    mean intensity in the reference and in each prediction (a global intensity error shows here)."""
+    from unicoal.evaluate.metrics import get_convention, image_metrics
+    from unicoal.io import load_volume
+
+    conv = get_convention("published")
+    work = Path(args.work)
+    preds = sorted((work / "eval").glob("*_sr_T1_4x_*.nii.gz")) + sorted((work / "eval").glob("*_cms_T1_T2_*.nii.gz"))
+    if not preds:
+        raise SystemExit(f"no predictions in {work / 'eval'}: run `curve` first")
+    print("| subject | task | method | PSNR whole | PSNR head | head mean: prediction / reference |")
+    print("|---|---|---|---|---|---|")
+    for pred in preds:
+        sid, rest = pred.name.split("_", 1)
+        task = "sr_T1_4x" if rest.startswith("sr_T1_4x") else "cms_T1_T2"
+        method = rest[len(task) + 1:].replace(".nii.gz", "")
+        target = "T1" if task == "sr_T1_4x" else "T2"
+        ref_vol = load_volume(work / "preprocessed" / sid / f"{sid}_{target}.nii.gz")[0]
+        size = min(ref_vol.shape[0], ref_vol.shape[1], 64)
+        ref = _central(ref_vol, size)
+        out = _central(load_volume(pred, allow_empty=True)[0], size)
+        head = ref > 0.05
+        whole, inside = image_metrics(out, ref, conv)["PSNR"], image_metrics(out, ref, conv, mask=head)["PSNR"]
+        print(f"| {sid} | {task} | {method} | {whole:.2f} | {inside:.2f} | {out[head].mean():.3f} / {ref[head].mean():.3f} |")
+    print()
+    print("| subject | split | T1 head mean | T1 head p90 |")
+    print("|---|---|---|---|")
+    from unicoal.cohort.samplesheet import read_samplesheet
+
+    for row in read_samplesheet(work / "preprocessed" / "samplesheet.csv"):
+        if row.modality == "T1":
+            v = load_volume(row.path)[0]
+            h = v > 0.05
+            print(f"| {row.subject} | {row.split} | {v[h].mean():.3f} | {np.percentile(v[h], 90):.3f} |")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -288,8 +327,10 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--metric", choices=("psnr_head", "psnr"), default="psnr_head")
     p.add_argument("--csv-out", default=None, help="also write all curves merged into this CSV")
+    q = sub.add_parser("subjects", help="per held-out subject: each method's last PSNR and the head's mean intensity")
+    q.add_argument("--work", default="/tmp/unicoal_bench_tiny")
     args = ap.parse_args(argv)
-    return curve(args) if args.cmd == "curve" else plot(args)
+    return {"curve": curve, "plot": plot, "subjects": subjects}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -229,7 +229,7 @@ def test_synthesize_writes_the_target_grid_and_refuses_other_tasks(name, trained
 
     ckpt = trained[name]["run"] / "model.pt"
     model = torch.load(ckpt, weights_only=True)
-    assert model["method"] == name and model["format"] == "unicoal-model/1"
+    assert model["method"] == name and model["format"] == "unicoal-model/2"
     hr = phantom["hr"][(3, "T2")]
     lr = tmp_path / "lr_T2_4x.nii.gz"
     degrade_file(hr, lr, factor=4.0)

@@ -31,7 +31,7 @@ def _code(text: str) -> str:
 def test_there_is_one_module_per_step():
     names = {p.parent.name for p in MODULES}
     assert names >= {"cohort", "register", "skullstrip", "normalize", "degrade", "plan", "train", "synthesize",
-                     "evaluate", "segment_train", "segment_predict", "segment_dice", "stats", "tables", "figures", "report"}
+                     "evaluate", "segment_train", "segment", "segment_real", "stats", "tables", "figures", "report"}
 
 
 @pytest.mark.parametrize("path", NF_FILES, ids=lambda p: str(p.relative_to(ROOT)))
@@ -96,7 +96,7 @@ def test_slurm_books_gpus_only_for_gpu_work_and_polls_gently():
     assert "withLabel" not in slurm, "no label decides on GPUs: only task.ext.gpu"
     modules = (ROOT / "conf" / "modules.config").read_text()
     gpu_steps = re.findall(r"withName: '(\w+)' \{[^}]*?ext.gpu\s*=", modules, re.S)
-    assert set(gpu_steps) == {"TRAIN", "SYNTHESIZE", "SEGMENT_TRAIN", "SEGMENT_PREDICT"}
+    assert set(gpu_steps) == {"TRAIN", "SYNTHESIZE", "SEGMENT_TRAIN", "SEGMENT", "SEGMENT_REAL"}
     assert "ext.gpu    = { params.device == 'cuda' && meta.train_id as boolean }" in modules  # interpolation: no GPU
     assert "ext.nproc  = { params.device == 'cuda' ? Math.max(1, params.slurm_gpus as int) : 1 }" in modules
     assert "perJobMemLimit" not in slurm  # an LSF-only setting

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unicoal.errors import InputError
-from unicoal.nn.shapes import check_shape
+from unicoal.nn.shapes import feature_l1
 
 __all__ = ["SamFeatureLoss", "mosaic", "SAM_ENCODERS", "build_sam_image_encoder", "build_litemedsam_image_encoder"]
 
@@ -182,11 +182,7 @@ class SamFeatureLoss(nn.Module):
         return self.image_encoder(self.prepare(x))
 
     def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        b = check_shape(fake, [None, 1, None, None], "fake").shape[0]
-        check_shape(real, [b, 1, fake.shape[2], fake.shape[3]], "real")
-        with torch.no_grad():
-            target = self.embed(real)
-        return (self.embed(fake) - target).abs().mean()
+        return feature_l1(self.embed, fake, real)
 
     def extra_repr(self) -> str:
         return f"prior={self.source!r}, input_size={self.input_size}, normalize={self.normalize}"

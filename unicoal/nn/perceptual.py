@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from unicoal.errors import InputError
-from unicoal.nn.shapes import check_shape
+from unicoal.nn.shapes import feature_l1
 
 __all__ = ["PERCEPTUAL_NETWORKS", "PerceptualLoss", "vgg16_relu2_2", "litemedsam_stage1"]
 
@@ -141,11 +141,7 @@ class PerceptualLoss(nn.Module):
         return self.features(x)
 
     def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        b = check_shape(fake, [None, 1, None, None], "fake").shape[0]
-        check_shape(real, [b, 1, fake.shape[2], fake.shape[3]], "real")
-        with torch.no_grad():
-            target = self.embed(real)
-        return (self.embed(fake) - target).abs().mean()
+        return feature_l1(self.embed, fake, real)
 
     def extra_repr(self) -> str:
         return f"network={self.network!r}, source={self.source!r}, input_range={self.input_range}"

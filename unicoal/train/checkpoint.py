@@ -35,8 +35,15 @@ __all__ = [
     "inference_export",
 ]
 
-TRAIN_FORMAT = "unicoal-train/1"
-MODEL_FORMAT = "unicoal-model/1"
+#: /2: Uni-COAL's skip connections enter the last synthesis map of each size and its encoder input
+#: has a margin (issue #15); a /1 generator's weights would load into the wrong layers unnoticed
+TRAIN_FORMAT = "unicoal-train/2"
+MODEL_FORMAT = "unicoal-model/2"
+#: formats of earlier versions, refused with the reason
+OLD_FORMATS: dict[str, str] = {
+    "unicoal-train/1": "written before the generator's skip connections moved to the last map of each size (issue #15)",
+    "unicoal-model/1": "written before the generator's skip connections moved to the last map of each size (issue #15)",
+}
 
 
 def rng_state() -> dict:
@@ -100,6 +107,9 @@ def load_checkpoint(path: str | os.PathLike, *, expect: str | None = None, map_l
     except Exception as err:  # corrupt zip, pickle with code, truncated file ...
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError(p, f"unreadable checkpoint ({type(err).__name__}: {first[:160]})", "pass a model.pt or last.pt written by unicoal train (loaded with weights_only=True)") from None
+    if isinstance(obj, dict) and obj.get("format") in OLD_FORMATS:
+        raise InputError(p, f"checkpoint format {obj['format']} is {OLD_FORMATS[obj['format']]}; this version reads "
+                            f"{TRAIN_FORMAT} / {MODEL_FORMAT}", "train the model again with this version (its weights do not fit)")
     if not isinstance(obj, dict) or obj.get("format") not in (TRAIN_FORMAT, MODEL_FORMAT):
         raise InputError(p, "not a unicoal checkpoint (no 'format' key)", "pass a model.pt or last.pt written by unicoal train")
     kind = "train" if obj["format"] == TRAIN_FORMAT else "model"

@@ -9,7 +9,7 @@ process REPORT {
     path preprocessing, stageAs: 'preprocessing/*'   // JSON sidecars of the preprocessing steps
     path versions
     path configs, stageAs: 'configs'                 // the plan's train configs (provenance)
-    val params_json                                  // the resolved pipeline parameters, one line of JSON
+    val run_parameters                                  // the resolved pipeline parameters, one line of JSON
 
     output:
     path 'report.html' , emit: report
@@ -20,11 +20,11 @@ process REPORT {
     def sidecars = (preprocessing instanceof List ? preprocessing : [preprocessing]).collect { f -> "--preprocessing ${f}" }.join(' ')
     """
     export MPLBACKEND=Agg
-    cat > params.json <<'UNICOAL_PARAMS_JSON'
-    ${params_json}
-    UNICOAL_PARAMS_JSON
+    cat > parameters.json <<'UNICOAL_PARAMETERS_JSON'
+    ${run_parameters}
+    UNICOAL_PARAMETERS_JSON
     unicoal report --tables ${tables} --figures ${figures} --cohort ${samplesheet} ${sidecars} --versions ${versions} \\
-        --params params.json --configs configs --out report.html ${args}
+        --params parameters.json --configs configs --out report.html ${args}
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":

@@ -3,7 +3,7 @@ process STATS {
     label 'process_single'
 
     input:
-    tuple val(meta), path(rows, stageAs: 'rows/*')   // per-subject result rows of EVALUATE / SEGMENT_DICE
+    tuple val(meta), path(rows, stageAs: 'rows/*')   // per-subject result rows of EVALUATE / SEGMENT / SEGMENT_REAL
 
     output:
     tuple val(meta), path('stats.csv'), emit: stats
