@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The 3D baselines after a short CPU budget: held-out 4x SR PSNR on the embedded phantom cohort.
 
-Each of DCSRN, DeepResolve, SynthSR (tiny presets) and Uni-COAL (tiny config, T2 4x SR task)
+Each of DCSRN, DeepResolve, SynthSR, SC-GAN, ArSSR (tiny presets) and Uni-COAL (tiny config, T2 4x SR task)
 trains on the phantom cohort for the same budget of process CPU seconds (``--cpu-seconds``).
 Training runs in chunks through ``unicoal.train.loop.train`` and ``--resume``. The trained
 model then synthesises the held-out volumes through ``unicoal synthesize --like HR``. The
@@ -29,6 +29,8 @@ METHODS = {
     "deepresolve": "deepresolve_tiny",
     "dcsrn": "dcsrn_tiny",
     "synthsr": "synthsr_tiny",
+    "scgan": "scgan_tiny",
+    "arssr": "arssr_tiny",
     "unicoal": "tiny",
 }
 TASK = {"model": {"modalities": ["T2"]}, "data": {"input_modalities": ["T2"], "output_modalities": ["T2"], "ratios": [4]}}

@@ -224,49 +224,59 @@ def curve(args) -> int:
 
 
 def plot(args) -> int:
+    """One panel per (work directory, task): every model's Uni-COAL curve of that cohort and task,
+    and the references as horizontal lines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    work = Path(args.work)
     rows = []
-    for path in sorted(work.glob("curve_*.csv")):
-        with open(path) as fh:
-            rows += list(csv.DictReader(fh))
-    panels = sorted({(r["model"], r["task"]) for r in rows}, key=lambda p: (p[0] != "sr", p))
-    if not panels:
-        raise SystemExit(f"no curve_*.csv in {work}")
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
-    styles = {"unicoal": ("C0", "-"), "linear": ("C1", "--"), "cubic": ("C2", "--"), "lanczos": ("C3", "--"),
-              "copy_source": ("C4", "--")}
-    for ax, (model, task) in zip(axes[0], panels):
-        sel = [r for r in rows if r["model"] == model and r["task"] == task]
-        for method in sorted({r["method"] for r in sel}, key=lambda m: m != "unicoal"):
-            pts = sorted((int(r["step"]), float(r[args.metric])) for r in sel if r["method"] == method)
-            if method != "unicoal" and len({v for _, v in pts}) == 1:
-                ax.axhline(pts[0][1], color=styles.get(method, ("k", "--"))[0], ls="--", label=method)
-                continue
-            pts = [p for p in pts if p[0] > 0] or pts
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], color=styles.get(method, ("k", "-"))[0],
-                    ls=styles.get(method, ("k", "-"))[1], marker="o", ms=3, label=f"Uni-COAL ({model})" if method == "unicoal" else method)
+    for work in (Path(w) for w in args.work):
+        n_subjects = len({r.subject for r in _sheet_rows(work)})
+        for path in sorted(work.glob("curve_*.csv")):
+            with open(path) as fh:
+                rows += [{**r, "cohort": f"{n_subjects} subjects"} for r in csv.DictReader(fh)]
+    if not rows:
+        raise SystemExit(f"no curve_*.csv in {', '.join(args.work)}")
+    panels = sorted({(r["cohort"], r["task"]) for r in rows}, key=lambda p: (p[1] != "sr_T1_4x", int(p[0].split()[0]), p[1]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 3.9), squeeze=False)
+    ref_colours = {"linear": "C1", "cubic": "C2", "lanczos": "C3", "copy_source": "C4"}
+    model_colours = iter(["C0", "C5", "C6", "C7", "C8", "C9"])
+    colour_of: dict[str, str] = {}
+    for ax, (cohort, task) in zip(axes[0], panels):
+        sel = [r for r in rows if r["cohort"] == cohort and r["task"] == task]
+        for method in sorted({r["method"] for r in sel if r["method"] != "unicoal"}):
+            value = next(float(r[args.metric]) for r in sel if r["method"] == method)
+            ax.axhline(value, color=ref_colours.get(method, "k"), ls="--", label=f"{method} {value:.2f}")
+        for model in sorted({r["model"] for r in sel if r["method"] == "unicoal"}):
+            pts = sorted((int(r["step"]), float(r[args.metric])) for r in sel if r["method"] == "unicoal" and r["model"] == model)
+            colour = colour_of.setdefault(model, next(model_colours))
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], color=colour, marker="o", ms=3,
+                    label=f"Uni-COAL {model} (last {pts[-1][1]:.2f})")
         ax.set_xlim(0, max(int(r["step"]) for r in sel) * 1.05 + 1)
-        ax.set_title(f"{model} model: {task}")
+        ax.set_title(f"{task}, phantom cohort of {cohort}", fontsize=10)
         ax.set_xlabel("training steps (batch 4)")
         ax.set_ylabel(f"PSNR {'inside the head' if args.metric == 'psnr_head' else 'whole volume'} (dB)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     if args.csv_out:
         with open(args.csv_out, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, FIELDS)
+            writer = csv.DictWriter(fh, ["cohort", *FIELDS])
             writer.writeheader()
             writer.writerows(rows)
     print(out)
     return 0
+
+
+def _sheet_rows(work: Path):
+    from unicoal.cohort.samplesheet import read_samplesheet
+
+    return read_samplesheet(work / "preprocessed" / "samplesheet.csv")
 
 
 def subjects(args) -> int:
@@ -297,9 +307,7 @@ def subjects(args) -> int:
     print()
     print("| subject | split | T1 head mean | T1 head p90 |")
     print("|---|---|---|---|")
-    from unicoal.cohort.samplesheet import read_samplesheet
-
-    for row in read_samplesheet(work / "preprocessed" / "samplesheet.csv"):
+    for row in _sheet_rows(work):
         if row.modality == "T1":
             v = load_volume(row.path)[0]
             h = v > 0.05
@@ -323,7 +331,7 @@ def main(argv=None) -> int:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--set", action="append", help="config override KEY=VALUE (e.g. loss.adversarial=false)")
     p = sub.add_parser("plot", help="plot every WORK/curve_*.csv into one PNG")
-    p.add_argument("--work", default="/tmp/unicoal_bench_tiny")
+    p.add_argument("--work", action="append", required=True, help="work directory (repeat: one cohort each)")
     p.add_argument("--out", required=True)
     p.add_argument("--metric", choices=("psnr_head", "psnr"), default="psnr_head")
     p.add_argument("--csv-out", default=None, help="also write all curves merged into this CSV")

@@ -268,7 +268,7 @@ def test_plan_rows_train_one_tiny_model_per_task_in_the_test_profile(tmp_path):
             rows.append(SampleRow(f"s{i}", m, tmp_path / f"s{i}_{m}.nii.gz", None, split))
     plan = build_plan([load_experiment(t) for t in ("table1", "table3", "table4")], rows, profile="test", methods=["provogan"])
     cells = sorted((j.config["data"]["input_modalities"][0], j.config["data"]["output_modalities"][0], j.config["data"]["ratios"][0]) for j in plan.train)
-    # Table I CMS (merged with Table IV's), Table IV SR x2 and CMSR x2, Table III FLAIR -> T1 CMSR x2
-    assert cells == [("FLAIR", "T1", 2.0), ("T1", "T1", 2.0), ("T1", "T2", 1.0), ("T1", "T2", 2.0)]
+    # Table I CMS (merged with Table IV's), Table IV SR x2 and CMSR x2, Table III FLAIR -> T1 CMSR x5 (ADNI)
+    assert cells == [("FLAIR", "T1", 5.0), ("T1", "T1", 2.0), ("T1", "T2", 1.0), ("T1", "T2", 2.0)]
     assert all(j.max_steps == 18 and j.config["base"] == "provogan_tiny" for j in plan.train)
     assert {s.table for s in plan.synthesize} == {"table1", "table3", "table4"}
