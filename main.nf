@@ -403,12 +403,13 @@ workflow BENCHMARK {
             .filter { meta, sheet, vols, labs -> vols })
         ch_versions = ch_versions.mix(SEGMENT_TRAIN.out.versions)
         models = SEGMENT_TRAIN.out.model.map { meta, model -> [meta.id, model] }
+        labelled = labels.filter { subject, label -> label }   // [subject, label] of the subjects that have one
 
         // the upper bound: the same nnU-Net on the real test images of its modality (method Real)
         test_items = volumes
             .filter { meta, vol -> meta.split == 'test' }
             .map { meta, vol -> [meta.subject, meta, vol] }
-            .combine(labels.filter { subject, label -> label }, by: 0)
+            .combine(labelled, by: 0)
             .map { subject, meta, vol, label -> [subject: subject, modality: meta.modality, split: meta.split, volume: vol, label: label] }
             .toSortedList { a, b -> "${a.subject}/${a.modality}" <=> "${b.subject}/${b.modality}" }
         SEGMENT_REAL(dice_jobs.map { meta, pred -> [meta.target, meta.dataset ?: ''] }.unique()
@@ -423,7 +424,7 @@ workflow BENCHMARK {
         rows = rows.mix(SEGMENT_REAL.out.row.map { meta, csv -> csv })
         // SEGMENT: one task per synthesis batch and target modality (nnU-Net loaded once), only
         // the subjects that have a ground-truth label map
-        with_labels = labels.filter { subject, label -> label }.toList().map { pairs -> [pairs] }
+        with_labels = labelled.toList().map { pairs -> [pairs] }
         seg_batches = SYNTHESIZE.out.volumes
             .map { bmeta, jobs, preds -> [bmeta.id, bmeta, jobs, asList(preds)] }
             .join(batches.map { bmeta, jobs, ckpt, srcs, truths, ms -> [bmeta.id, ms] })
@@ -442,7 +443,7 @@ workflow BENCHMARK {
                 def jobs = mine.collect { job, pred, mask ->
                     [id: job.id, table: job.table, method_id: job.method_id, task: job.task ?: '', dataset: job.dataset ?: '', subject: job.subject,
                      source: job.source, target: job.target, scale: job.scale, pred: pred.name, mask: mask ? mask.name : '',
-                     label: label_of[job.subject].name]
+                     label: label_of[job.subject].name, cell: job.id.replace("-${job.subject}-", '-').toString()]   // cell: the job id without the subject
                 }
                 [meta, jobs, model, mine.collect { item -> item[1] }, mine.collect { item -> item[2] }.findAll { m -> m }.unique(),
                  mine.collect { item -> label_of[item[0].subject] }.unique()]

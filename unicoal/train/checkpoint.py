@@ -40,10 +40,8 @@ __all__ = [
 TRAIN_FORMAT = "unicoal-train/2"
 MODEL_FORMAT = "unicoal-model/2"
 #: formats of earlier versions, refused with the reason
-OLD_FORMATS: dict[str, str] = {
-    "unicoal-train/1": "written before the generator's skip connections moved to the last map of each size (issue #15)",
-    "unicoal-model/1": "written before the generator's skip connections moved to the last map of each size (issue #15)",
-}
+_BEFORE_15 = "written before the generator's skip connections moved to the last map of each size (issue #15)"
+OLD_FORMATS: dict[str, str] = {"unicoal-train/1": _BEFORE_15, "unicoal-model/1": _BEFORE_15}
 
 
 def rng_state() -> dict:

@@ -19,14 +19,13 @@ process SEGMENT {
     def device = task.ext.device ?: 'cpu'
     def with_masks = jobs.every { job -> job.mask }   // one mask per input, or none (no skull stripping)
     def inputs = jobs.collect { job -> "--input 'in/${job.pred}' --name '${job.id}'" + (with_masks ? " --mask 'mask/${job.mask}'" : '') }.join(' ')
-    // one Dice call per table cell (method, task, source, target, scale, table), over its subjects;
-    // its rows file is named after the cell: the job id without the subject
-    def cell_name = { job -> job.id.replace("-${job.subject}-", '-') }
-    def cells = jobs.groupBy { job -> [job.table, job.method_id, job.task, job.dataset, job.source, job.target, job.scale] }
-    def dice = cells.collect { cell, group ->
+    // one Dice call per table cell (job.cell: method, task, source, target, scale, table), over its
+    // subjects, into rows/<cell>_dice.csv
+    def dice = jobs.groupBy { job -> job.cell }.collect { cell, group ->
+        def c = group[0]
         def pairs = group.collect { job -> "--pred 'seg/${job.id}_seg.nii.gz' --truth 'label/${job.label}' --subject '${job.subject}'" }.join(' ')
-        "unicoal segment dice ${pairs} --out 'rows/${cell_name(group[0])}_dice.csv' --method '${cell[1]}' --task '${cell[2]}' --dataset '${cell[3]}' " +
-            "--source '${cell[4]}' --target '${cell[5]}' --scale ${cell[6]} --table '${cell[0]}' ${dice_args}"
+        "unicoal segment dice ${pairs} --out 'rows/${cell}_dice.csv' --method '${c.method_id}' --task '${c.task}' --dataset '${c.dataset}' " +
+            "--source '${c.source}' --target '${c.target}' --scale ${c.scale} --table '${c.table}' ${dice_args}"
     }.join('\n')
     """
     export OMP_NUM_THREADS=${task.cpus} MKL_NUM_THREADS=${task.cpus}
@@ -42,11 +41,9 @@ process SEGMENT {
     """
 
     stub:
-    def cell_name = { job -> job.id.replace("-${job.subject}-", '-') }
-    def cells = jobs.groupBy { job -> [job.table, job.method_id, job.task, job.dataset, job.source, job.target, job.scale] }
-    def rows = cells.collect { cell, group ->
-        def lines = group.collect { job -> "${cell[0]},${cell[3]},${cell[2]},${cell[1]},${job.subject},${cell[4]},${cell[5]},${cell[6]},DSC,0.8,brats-empty-1" }
-        "printf '%s\\n' 'table,dataset,task,method,subject,source,target,scale,metric,value,convention' ${lines.collect { l -> "'${l}'" }.join(' ')} > 'rows/${cell_name(group[0])}_dice.csv'"
+    def rows = jobs.groupBy { job -> job.cell }.collect { cell, group ->
+        def lines = group.collect { j -> "${j.table},${j.dataset},${j.task},${j.method_id},${j.subject},${j.source},${j.target},${j.scale},DSC,0.8,brats-empty-1" }
+        "printf '%s\\n' 'table,dataset,task,method,subject,source,target,scale,metric,value,convention' ${lines.collect { l -> "'${l}'" }.join(' ')} > 'rows/${cell}_dice.csv'"
     }.join('\n')
     """
     mkdir -p seg rows
