@@ -3,7 +3,7 @@
  * Uni-COAL benchmark: reproduces "Uni-COAL: a unified framework for cross-modality synthesis and
  * super-resolution of MR images" (Tables I-IV, VI) end to end.
  *
- *   COHORT -> PREPROCESS (register, skull strip, normalise) -> PLAN -> TRAIN -> (DEGRADE) ->
+ *   COHORT -> PREPROCESS (register, skull strip, normalise: one job per subject) -> PLAN -> TRAIN -> (DEGRADE) ->
  *   SYNTHESIZE -> EVALUATE (PSNR/SSIM), SEGMENT (nnU-Net DSC) -> STATS -> TABLES / FIGURES -> REPORT
  *
  * Every process runs one `unicoal <command>`; the experiment plan (methods x tasks x scales per
@@ -14,9 +14,7 @@
  */
 
 include { COHORT          } from './modules/local/cohort'
-include { REGISTER        } from './modules/local/register'
-include { SKULLSTRIP      } from './modules/local/skullstrip'
-include { NORMALIZE       } from './modules/local/normalize'
+include { PREPROCESS      } from './modules/local/preprocess'
 include { PLAN            } from './modules/local/plan'
 include { TRAIN           } from './modules/local/train'
 include { DEGRADE         } from './modules/local/degrade'
@@ -134,8 +132,10 @@ def sha256(bytes) {
     return java.security.MessageDigest.getInstance('SHA-256').digest(bytes).encodeHex().toString()
 }
 
-// The code hash of the package: the same recipe as scripts/code_hash.sh (a `sha256sum` listing of
-// every file under unicoal/, pyproject.toml and requirements.lock.txt, sorted by path, hashed again)
+// The code hash of the whole package, for software_versions.yml: the same recipe as
+// scripts/code_hash.sh (a `sha256sum` listing of every file under unicoal/, pyproject.toml and
+// requirements.lock.txt, sorted by path, hashed again). No task's cache key holds it: each task's
+// holds the hash of the modules its step imports (task.ext.code, conf/modules.config)
 def codeHash(root) {
     def base = new File(root.toString())
     def names = []
@@ -146,24 +146,6 @@ def codeHash(root) {
     def listing = (names.sort() + ['pyproject.toml', 'requirements.lock.txt'])
         .collect { rel -> "${sha256(new File(base, rel).bytes)}  ${rel}\n" }.join('')
     return sha256(listing.getBytes('UTF-8')).substring(0, 16)
-}
-
-// bin/unicoal carries the code hash (Nextflow hashes the launcher into every task that calls
-// it): re-stamp it when the package changed since `make setup`, so -resume re-runs those tasks
-def stampLauncher(root) {
-    def launcher = new File("${root}/bin/unicoal")
-    def code = codeHash(root)
-    def text = launcher.text
-    def old = (text =~ /(?m)^UNICOAL_CODE_HASH=([0-9a-f]*)/)
-    def stamped = old.find() ? old.group(1) : ''
-    if (stamped != code) {
-        def tmp = new File("${launcher}.tmp")
-        tmp.text = text.replaceFirst('(?m)^UNICOAL_CODE_HASH=[0-9a-f]+', "UNICOAL_CODE_HASH=${code}")
-        tmp.setExecutable(true, false)
-        java.nio.file.Files.move(tmp.toPath(), launcher.toPath(), java.nio.file.StandardCopyOption.REPLACE_EXISTING, java.nio.file.StandardCopyOption.ATOMIC_MOVE)
-        log.info "unicoal: the package changed since bin/unicoal was stamped (${stamped ?: 'none'} -> ${code}): tasks that ran the old code re-run"
-    }
-    return code
 }
 
 def gitRevision(root) {
@@ -178,16 +160,6 @@ def gitRevision(root) {
 
 // ---------------------------------------------------------------------------------------------
 // helpers (channel plumbing only; all science lives in the unicoal package)
-
-// A per-subject bundle of files named <MODALITY>.nii.gz, <subject>_label.nii.gz and
-// <MODALITY>_brainmask.nii.gz -> [meta, modalities, volumes, label or [], mask or []]
-def unbundle(meta, files) {
-    def all = (files instanceof List ? files : [files]).sort(false) { f -> f.name }
-    def vols = all.findAll { f -> !f.name.endsWith('_label.nii.gz') && !f.name.contains('_brainmask') }
-    def label = all.find { f -> f.name.endsWith('_label.nii.gz') }
-    def mask = all.find { f -> f.name.contains('_brainmask') }
-    return [meta, vols.collect { f -> f.simpleName }, vols, label ?: [], mask ?: []]
-}
 
 def asList(x) {
     return x instanceof List ? x : (x ? [x] : [])
@@ -235,16 +207,14 @@ def batchKey(row) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// PREPROCESS: register every modality to the reference, skull strip, normalise intensities
-// (one task per subject and step: a cohort of N subjects submits 3 N preprocessing jobs)
+// PREPROCESSING: register every modality to the reference, skull strip, normalise intensities, in
+// one task per subject (`unicoal preprocess`): a cohort of N subjects submits N preprocessing jobs
 
-workflow PREPROCESS {
+workflow PREPROCESSING {
     take:
     rows        // one map per samplesheet row: subject, modality, path, label, split
 
     main:
-    ch_versions = channel.empty()
-
     subjects = rows
         .map { row -> [row.subject, row] }
         .groupTuple(sort: { a, b -> a.modality <=> b.modality })
@@ -253,39 +223,26 @@ workflow PREPROCESS {
             def label = rs.find { r -> r.label }
             [meta, rs.collect { r -> r.modality }, rs.collect { r -> r.path }, label ? label.label : []]
         }
+    PREPROCESS(subjects)
 
-    if (params.register) {
-        REGISTER(subjects)
-        ch_versions = ch_versions.mix(REGISTER.out.versions)
-        registered = REGISTER.out.bundle.map { meta, files -> unbundle(meta, files) }
-    } else {
-        registered = subjects.map { meta, mods, vols, label -> [meta, mods, vols, label, []] }
-    }
-
-    if (params.skullstrip != 'none') {
-        SKULLSTRIP(registered.map { meta, mods, vols, label, mask -> [meta, mods, vols, label] })
-        ch_versions = ch_versions.mix(SKULLSTRIP.out.versions)
-        stripped = SKULLSTRIP.out.bundle.map { meta, files -> unbundle(meta, files) }
-    } else {
-        stripped = registered
-    }
-
-    // NORMALIZE: all modalities of a subject in one task -> <subject>_<MOD>.nii.gz (+ .json)
-    NORMALIZE(stripped.map { meta, mods, vols, label, mask -> [meta, mods, vols, mask] })
-    ch_versions = ch_versions.mix(NORMALIZE.out.versions)
-    normalised = NORMALIZE.out.volumes.flatMap { meta, vols, jsons ->
+    // <subject>_<MOD>.nii.gz (+ .json) per modality
+    normalised = PREPROCESS.out.volumes.flatMap { meta, vols, jsons ->
         asList(vols).collect { vol ->
             def mod = vol.name.substring(meta.subject.size() + 1).replaceAll(/\.nii\.gz$/, '')
             [meta + [id: "${meta.subject}_${mod}".toString(), modality: mod], vol]
         }
     }
+    extras = PREPROCESS.out.extras.map { meta, files ->
+        def all = asList(files)
+        [meta.subject, all.find { f -> f.name == "${meta.subject}_brainmask.nii.gz" } ?: [], all.find { f -> f.name == "${meta.subject}_label.nii.gz" } ?: []]
+    }
 
     emit:
-    volumes  = normalised                                                        // [meta(subject, modality, split), volume]
-    sidecars = NORMALIZE.out.volumes.flatMap { meta, vols, jsons -> asList(jsons) }   // normalisation parameters (JSON)
-    masks    = stripped.map { meta, mods, vols, label, mask -> [meta.subject, mask] }   // [subject, mask or []]
-    labels   = stripped.map { meta, mods, vols, label, mask -> [meta.subject, label] }  // [subject, label or []]
-    versions = ch_versions
+    volumes  = normalised                                                                // [meta(subject, modality, split), volume]
+    sidecars = PREPROCESS.out.volumes.flatMap { meta, vols, jsons -> asList(jsons) }     // normalisation parameters (JSON)
+    masks    = extras.map { subject, mask, label -> [subject, mask] }                     // [subject, <subject>_brainmask.nii.gz or []]
+    labels   = extras.map { subject, mask, label -> [subject, label] }                    // [subject, <subject>_label.nii.gz or []]
+    versions = PREPROCESS.out.versions
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -293,12 +250,11 @@ workflow PREPROCESS {
 
 workflow BENCHMARK {
     take:
-    train_jobs  // [meta (id, method, method_id, max_steps), train config YAML text]
+    train_jobs  // [meta (id, method, method_id, max_steps), modalities the model reads or writes, train config YAML text]
     synth_jobs  // rows of the plan with kind = synthesize (+ batch, batch_size)
     volumes     // [meta, normalised volume]
     masks       // [subject, mask or []]
     labels      // [subject, label or []]
-    ckpt_root   // folder of the training runs (--checkpoint_dir)
 
     main:
     ch_versions = channel.empty()
@@ -311,12 +267,14 @@ workflow BENCHMARK {
         .combine(labels, by: 0)
         .map { subject, meta, vol, label -> [subject: subject, modality: meta.modality, split: meta.split, volume: vol, label: label ?: null] }
         .toSortedList { a, b -> "${a.subject}/${a.modality}" <=> "${b.subject}/${b.modality}" }
-    train_data = train_items.map { items ->
-        [sheetText(items), items.collect { item -> item.volume }, items.findAll { item -> item.label }.collect { item -> item.label }.unique()]
-    }
-
-    // TRAIN: one task per model of the plan, whatever the method; the config travels as text
-    TRAIN(train_jobs.combine(train_data).map { meta, config, sheet, vols, labs -> [meta, config, sheet, vols, labs] }, ckpt_root)
+    // TRAIN: one task per model of the plan, whatever the method; the config travels as text and
+    // the task stages only the volumes of the modalities its model reads or writes (no labels):
+    // a changed FLAIR volume re-trains only the models that read FLAIR
+    TRAIN(train_jobs.combine(train_items.map { items -> [items] })
+        .map { meta, mods, config, items ->
+            def mine = items.findAll { item -> item.modality in mods }.collect { item -> item + [label: null] }
+            [meta, config, sheetText(mine), mine.collect { item -> item.volume }]
+        })
     ch_versions = ch_versions.mix(TRAIN.out.versions)
 
     // DEGRADE: the thick-slice inputs the synthesize jobs need, one task per test subject
@@ -480,9 +438,9 @@ workflow {
         error("unicoal: error: invalid pipeline parameters: ${problems.join('; ')} (fix: see `nextflow run main.nf --help` or docs/pipeline.md)")
     }
     if (workflow.containerEngine in ['apptainer', 'singularity'] && !params.apptainer_image) {
-        error("unicoal: error: -profile ${workflow.containerEngine} needs the image: pass --apptainer_image unicoal.sif (fix: build the image with `apptainer build unicoal.sif containers/unicoal.def`)")
+        error("unicoal: error: -profile ${workflow.containerEngine} needs the image: --apptainer_image is not set (fix: build unicoal.sif as docs/pipeline.md, Containers, says and pass --apptainer_image unicoal.sif)")
     }
-    def code_hash = stampLauncher(projectDir)
+    def code_hash = codeHash(projectDir)
     def input = params.input ? file(params.input, checkIfExists: true) : null
     def data_root = params.data_root ? file(params.data_root, checkIfExists: true) : null
     def ckpt_root = file(params.checkpoint_dir ?: "${workflow.workDir}/checkpoints")
@@ -523,19 +481,19 @@ workflow {
             // the path of PLAN's work directory), so that TRAIN's cache key is the model's
             row.kind == 'train'
                 ? [kind: 'train', meta: [id: row.id, method: row.method, method_id: row.method_id, max_steps: row.max_steps],
-                   config: f.parent.resolve(row.config).text]
+                   mods: (row.sources.tokenize(';') + row.targets.tokenize(';')).unique().sort(), config: f.parent.resolve(row.config).text]
                 : [kind: 'synthesize', row: row + [batch: batchKey(row), batch_size: sizes[batchKey(row)]]]
         }
     }
-    train_jobs = plan_rows.filter { job -> job.kind == 'train' }.map { job -> [job.meta, job.config] }
+    train_jobs = plan_rows.filter { job -> job.kind == 'train' }.map { job -> [job.meta, job.mods, job.config] }
     synth_jobs = plan_rows.filter { job -> job.kind == 'synthesize' }.map { job -> job.row }
 
     // 3. PREPROCESS
-    PREPROCESS(rows)
-    ch_versions = ch_versions.mix(PREPROCESS.out.versions)
+    PREPROCESSING(rows)
+    ch_versions = ch_versions.mix(PREPROCESSING.out.versions)
 
     // 4-6. TRAIN -> SYNTHESIZE -> EVALUATE
-    BENCHMARK(train_jobs, synth_jobs, PREPROCESS.out.volumes, PREPROCESS.out.masks, PREPROCESS.out.labels, ckpt_root.toString())
+    BENCHMARK(train_jobs, synth_jobs, PREPROCESSING.out.volumes, PREPROCESSING.out.masks, PREPROCESSING.out.labels)
     ch_versions = ch_versions.mix(BENCHMARK.out.versions)
 
     // 7. STATS, TABLES, FIGURES, REPORT
@@ -563,7 +521,7 @@ workflow {
     ].join('\n')
     versions_yml = ch_versions.map { f -> f.text.trim() }.mix(channel.value(pipeline_versions)).unique()
         .collectFile(name: 'software_versions.yml', storeDir: "${params.outdir}/pipeline_info", sort: true, newLine: true)
-    preprocessing = PREPROCESS.out.sidecars.toSortedList { a, b -> a.name <=> b.name }
+    preprocessing = PREPROCESSING.out.sidecars.toSortedList { a, b -> a.name <=> b.name }
     REPORT(TABLES.out.tables.join(FIGURES.out.figures), PLAN.out.samplesheet, preprocessing, versions_yml, PLAN.out.configs,
            groovy.json.JsonOutput.toJson(resolved))
 }

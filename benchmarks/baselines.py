@@ -85,7 +85,7 @@ def patch3d_batch(mc, gen) -> dict:
     """One 3D patch item on the target grid (``patch_size``; SC-GAN and the patch3d methods)."""
     d, h, w = mc.patch_size
     return {"x_in": torch.rand(1, 1, d, h, w, generator=gen) * 2 - 1, "y": torch.rand(1, 1, d, h, w, generator=gen) * 2 - 1,
-            "delta": torch.zeros(1, d), "c_out": torch.zeros(1, dtype=torch.long)}
+            "delta": torch.zeros(1, d), "c_out": torch.zeros(1, dtype=torch.long), "mask": torch.ones(1, 1, d, h, w)}
 
 
 def capped_patch3d_batch(limit: int) -> Callable:
@@ -97,10 +97,11 @@ def capped_patch3d_batch(limit: int) -> Callable:
 
 
 def implicit_batch(mc, gen) -> dict:
-    """One ArSSR item: an ``L x S x S`` LR patch and ``Q`` HR query slices inside it."""
-    q, L, s = mc.query_slices, mc.lr_slices, mc.img_resolution
-    return {"x_in": torch.rand(1, 1, L, s, s, generator=gen) * 2 - 1, "y": torch.rand(1, 1, q, s, s, generator=gen) * 2 - 1,
-            "delta": torch.rand(1, q, generator=gen) * (L - 1), "c_out": torch.zeros(1, dtype=torch.long)}
+    """One ArSSR item: an ``L x S x S`` LR patch and ``K`` random HR query voxels inside it."""
+    k, L, s = mc.query_voxels, mc.lr_slices, mc.img_resolution
+    coords = torch.rand(1, k, 3, generator=gen) * torch.tensor([L - 1.0, s - 1.0, s - 1.0])
+    return {"x_in": torch.rand(1, 1, L, s, s, generator=gen) * 2 - 1, "y": torch.rand(1, 1, k, generator=gen) * 2 - 1,
+            "delta": coords, "c_out": torch.zeros(1, dtype=torch.long)}
 
 
 def provogan_batch(mc, gen) -> dict:
@@ -123,12 +124,13 @@ ROWS: list[Row] = [
     # patch (tiny 8 x 16 x 16; published DeepResolve 32^3, DCSRN 64^3, SynthSR 64^3 instead of its 160^3);
     # volume at 4x: the predictor's pre-interpolation + sliding windows (DeepResolve, SynthSR: whole volume), estimated
     # from a 256 x 256 x 38 slab (x 150 / 38; DeepResolve: 15 slices, x 10)
-    Row("deepresolve", "deepresolve_tiny", "deepresolve", batch=patch3d_batch, volume_scale=4.0, volume_fraction=0.1,
-        stated_by="the paper states no count (20 layers x 64 filters of 3x3x3, counted here: 1,995,329)"),
+    Row("deepresolve", "deepresolve_tiny", "deepresolve", batch=patch3d_batch, volume_scale=4.0, volume_fraction=0.1, stated={"G": 1_995_329},
+        stated_by="the paper states none; the Uni-COAL authors' DeepResolve(n_feats=64, n_blocks=18) (zhiyuns/UniCOAL models/networks/deepresolve.py)"),
     Row("dcsrn", "dcsrn_tiny", "dcsrn", batch=patch3d_batch, volume_scale=4.0, volume_fraction=0.25,
         stated_by="no count checked against the paper (k = 24, 4 units; counted here: 219,985)"),
-    Row("synthsr", "synthsr_tiny", "synthsr", batch=capped_patch3d_batch(64), volume_scale=4.0, volume_fraction=0.25,
-        stated_by="the paper states no count (5-level U-Net, 24 features, the authors' code defaults; counted here: 13,237,633)"),
+    Row("synthsr", "synthsr_tiny", "synthsr", batch=capped_patch3d_batch(64), volume_scale=4.0, volume_fraction=0.25, stated={"G": 13_239_841},
+        stated_by="the authors' unet (BBillot/SynthSR ext/neuron/models.py, batch_norm=-1 in SynthSR/training.py): "
+                  "13,239,841 trainable (5 levels, 24 features, batch norm after every level)"),
     Row("pix2pix", "pix2pix_tiny", "pix2pix", stated={"G": 54_414_019, "D": 2_768_705},
         stated_by="the paper states none; the authors' code prints 54.414 M (unet_256) and 2.769 M (basic PatchGAN) for RGB (3 -> 3 channels)",
         stated_delta={"G": 6_146, "D": 4_096}),
@@ -136,23 +138,30 @@ ROWS: list[Row] = [
         stated_by="the paper states none; the pix2pix code base prints 11.378 M for resnet_9blocks on RGB (3 -> 3 channels)",
         stated_delta={"G": 6_274}, volume_fraction=0.2),
     Row("autogan", "autogan_tiny", "autogan", volume_fraction=0.2,
-        stated_by="the paper states no count we could check; the G count depends on the searched operations (model.arch)"),
-    # ArSSR: batch = one 10 x 40 x 40 LR patch (tiny 6 x 16 x 16) with 5 (4) HR query slices; volume at 4x
-    Row("arssr", "arssr_tiny", "arssr", batch=implicit_batch, volume_scale=4.0,
-        stated_by="the paper states none; the authors' code (RDN encoder, feature_dim 128, MLP 8 x 256) builds the same layers",
+        stated_by="the paper states no count we could check; the G count depends on the searched cell sequence, which is not "
+                  "released (ours: model.arch pfpfpfpfpfpf; + 160 parameters for the k-space input channel)"),
+    # ArSSR: batch = one 10 x 40 x 40 LR patch (tiny 6 x 16 x 16) with 8000 (512) HR query voxels; volume at 4x
+    Row("arssr", "arssr_tiny", "arssr", batch=implicit_batch, volume_scale=4.0, stated={"G": 6_283_460},
+        stated_by="the paper states none; the authors' code (iwuqing/ArSSR encoder.py RDN, feature_dim 128; decoder.py MLP 8 x 256) builds the same layers",
         skip_inference="a 256 x 256 x 150 volume at 4x is about 69 TFLOP (7 windows of 10 x 256 x 256 LR slices, 7.8 TFLOP each, "
                        "plus 14 TFLOP of decoding; torch FlopCounterMode): tens of minutes on one CPU thread"),
     # SC-GAN: batch = one 3D patch (published 256^3: the authors' whole volumes; tiny 8 x 16 x 16); volume at 1x (CMS)
-    Row("scgan", "scgan_tiny", "scgan", batch=patch3d_batch,
-        stated_by="the paper states none; the authors' code builds the same layer table (8-level U-Net, 4-level PatchGAN)",
+    Row("scgan", "scgan_tiny", "scgan", batch=patch3d_batch, stated={"G": 132_851_848, "D": 21_667_715}, stated_delta={"D": 2},
+        stated_by="the authors' layer table (Haoyulance/SC-GAN src/utils/generator.py, discriminator.py; no biases, batch norm); "
+                  "their D ends with a batch norm (2 parameters) that ours leaves out",
         skip_paper_train="a 256^3 step is about 18.4 TFLOP (torch FlopCounterMode) and needs tens of GB: not run on a shared 2-core CPU"),
     # ResViT: steps timed in the fine-tuning phase (transformer branches on from step 0: the costlier phase)
     Row("resvit", "resvit_tiny", "resvit", overrides={"model": {"pretrain_steps": 0}}, prepare=_resvit_on,
-        stated_by="the ResViT paper states no parameter count that we could check; ours counts the shared ViT-B/16 once"),
+        stated={"G": 123_447_809, "D": 2_766_657}, stated_delta={"G": -3_136, "D": -1_024},
+        stated_by="the paper states none; the authors' code (icon-lab/ResViT residual_transformers.ResViT, Res-ViT-B_16, 256 px; "
+                  "NLayerDiscriminator --norm batch) for resvit_many (3 masked input channels): ours reads 1 source + 3 target "
+                  "planes (one 7 x 7 x 64 filter set more in G, one 4 x 4 x 64 more in D); with one input channel "
+                  "(resvit_one) theirs and ours (condition: false) are both 123,441,537 / 2,764,609"),
     # ProvoGAN: one stage-1 cross-section per step; the volume runs all three stages (CMS, 1x)
-    Row("provogan", "provogan_tiny", "provogan", batch=provogan_batch, prepare=_provogan_all_stages,
-        stated_by="the paper states none; each stage is pix2pix's resnet_9blocks (11.378 M printed by that code for RGB 3 -> 3 with "
-                  "instance norm; ours: 1 or 2 -> 1 grey channels, per-image norm with scale and shift, convolutions without bias)"),
+    Row("provogan", "provogan_tiny", "provogan", batch=provogan_batch, prepare=_provogan_all_stages, stated={"G": 4_811_235, "D": 1_175_595},
+        stated_by="the paper states none; the authors' code (icon-lab/ProvoGAN models/networks.py: resnet_9blocks + basic PatchGAN, "
+                  "--norm batch, ngf = ndf = 24 from options/base_options.py) for one source contrast (input_nc 1 / 2 / 2): "
+                  "4,811,235 / 1,175,595 over the three stages (sample_run.sh's two sources: 4,814,763 / 1,176,747)"),
 ]
 
 
@@ -293,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         pp = r["paper_params"]
         match = "n/a" if "matches_stated" not in r else ("yes" if r["matches_stated"] else "NO")
         fmt = lambda k, c: (f"{r[k]:.2f}" + (f" ({r[c]:.2f})" if c in r else "")) if k in r else "-"  # noqa: E731
-        print(f"| {r['method']} | {pp['G'] / 1e6:.2f} M / {pp['D'] / 1e6:.2f} M | {match} | {fmt('tiny_s_per_step', 'tiny_cpu_s_per_step')} | "
+        print(f"| {r['method']} | {pp['G']:,} / {pp['D']:,} | {match} | {fmt('tiny_s_per_step', 'tiny_cpu_s_per_step')} | "
               f"{fmt('paper_s_per_step', 'paper_cpu_s_per_step')} | {fmt('s_per_volume_256x256x150', 'cpu_s_per_volume_256x256x150')} |")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -8,9 +8,11 @@ config, batch 4, fp32, inference mode):
     python benchmarks/generator_speed.py --threads 1 --config tiny
     python benchmarks/generator_speed.py --allocator default   # glibc default: freed memory unmapped (slower)
 
-GPU (bf16 autocast): also seconds per 256 x 256 x 150 volume (150 slices in batches):
+GPU: also seconds per 256 x 256 x 150 volume (150 slices in batches), in fp32 (the default, as
+the authors run the network) or under bf16 autocast (``benchmarks/gpu.sh`` runs both):
 
-    python benchmarks/generator_speed.py --device cuda --dtype bf16 --batch 32 --volume 150
+    python benchmarks/generator_speed.py --device cuda --dtype fp32 --batch 16 --volume 150
+    python benchmarks/generator_speed.py --device cuda --dtype bf16 --batch 16 --volume 150
 
 Prints one line per measurement and a final JSON summary (also written to ``--json``).
 The machine may be shared: the first repeat is a warm-up, the minimum of the rest is reported.

@@ -65,7 +65,8 @@ def main(argv=None) -> int:
 
     from unicoal.cohort.phantom import generate_cohort
     from unicoal.cohort.samplesheet import read_samplesheet
-    from unicoal.evaluate.segment import PredictConfig, TrainConfig, dice_files, export_dataset, predict, train
+    from unicoal.evaluate.dice import dice_files
+    from unicoal.evaluate.nnunet import PredictConfig, TrainConfig, export_dataset, predict, train
 
     work = Path(args.work or tempfile.mkdtemp(prefix="unicoal_nnunet_bench_"))
     work.mkdir(parents=True, exist_ok=True)

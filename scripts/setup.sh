@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Set up everything the project needs; re-running when nothing changed takes seconds.
 #   - Debian packages for the tests (chromium for the HTML report, slurm-wlm + munge for the
-#     SLURM tests, maven for assembling Nextflow) when running as root and missing;
-#   - the Python venv .venv from the hashed locks requirements.lock.txt (runtime, also used by the
-#     container images) and requirements-dev.lock.txt (pytest, hadolint), both generated from the
+#     SLURM tests, maven for assembling Nextflow, podman + runc + debootstrap for the image
+#     tests) when running as root and missing, and podman's /etc/containers/containers.conf;
+#   - the Python venv .venv: first the hashed pip of requirements-pip.lock.txt (the images'
+#     pip too), then the hashed locks requirements.lock.txt (runtime, also used by the
+#     container images) and requirements-dev.lock.txt (pytest, hadolint), all generated from the
 #     top-level pins in requirements*.in by scripts/lock.sh. With
 #     UNICOAL_VENV_CACHE set (CI), the venv lives in $UNICOAL_VENV_CACHE/<hash of pins> and
 #     .venv is a symlink to it, so clean clones reuse it;
@@ -16,7 +18,7 @@ PY=${PYTHON:-python3}
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 # --- Debian packages (only what is missing; only as root) ----------------------------------
-APT_PACKAGES=(chromium slurm-wlm munge maven)
+APT_PACKAGES=(chromium slurm-wlm munge maven podman runc debootstrap)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -27,8 +29,13 @@ if ((${#missing[@]})); then
         apt-get update -qq >/dev/null
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     else
-        log "warning: missing Debian packages ${missing[*]} (needed only for the report/SLURM tests); install them with your package manager"
+        log "warning: missing Debian packages ${missing[*]} (needed only for the report/SLURM/image tests); install them with your package manager"
     fi
+fi
+
+# --- podman's configuration (as root, when there is none: scripts/podman_conf.sh) -------------
+if [ "$(id -u)" = 0 ] && command -v podman >/dev/null; then
+    scripts/podman_conf.sh
 fi
 
 # --- Python venv ----------------------------------------------------------------------------
@@ -46,11 +53,16 @@ if [ "$(cat "$venv/.pins-hash" 2>/dev/null)" != "$pins_hash" ]; then
     log "creating Python environment in $venv (a few minutes, ~7 GB)"
     rm -rf "$venv"
     $PY -m venv "$venv"
-    "$venv/bin/pip" install -q --upgrade pip
+    "$venv/bin/pip" install -q --require-hashes -r requirements-pip.lock.txt
     "$venv/bin/pip" install -q --require-hashes -r requirements.lock.txt -r requirements-dev.lock.txt
     echo "$pins_hash" > "$venv/.pins-hash"
 else
     log "Python environment up to date ($venv)"
+fi
+# the pinned pip (a venv made before the pin, or a new pin, gets it in seconds)
+pip_pin=$(sed -n 's/^pip==\([^ ]*\).*/\1/p' requirements-pip.lock.txt)
+if [ "$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("pip"))' 2>/dev/null)" != "$pip_pin" ]; then
+    "$venv/bin/pip" install -q --require-hashes -r requirements-pip.lock.txt
 fi
 # the package itself (editable, no dependency resolution: seconds)
 # (-P: do not put the current folder on sys.path, so the check sees the installed package)

@@ -22,7 +22,8 @@ torch.set_num_threads(1)
 CASES = {
     "pix2pix": dict(config="pix2pix_tiny", m=1, params=(54_407_873, 2_764_609), steps=40),
     "pgan": dict(config="pgan_tiny", m=3, params=(11_371_905, 2_765_761), steps=24),
-    "autogan": dict(config="autogan_tiny", m=1, params=(6_542_400, 2_762_689), steps=24),
+    # AutoGAN: no published count (it depends on the unreleased cell sequence); +160 for the k-space channel
+    "autogan": dict(config="autogan_tiny", m=1, params=(6_542_560, 2_762_689), steps=24),
 }
 RUN = {"log_every": 1, "tensorboard": False, "checkpoint_every": 1000}
 
@@ -215,3 +216,35 @@ def test_autogan_arch_selects_the_operations():
     assert kinds == [["p", "p"], ["f", "f"], ["p", "f"]]
     assert [len(op.blocks) if isinstance(op, ParallelModule) else len(op.paths[0]) for op in G.stages[2]] == [4, 4]
     assert isinstance(G.final_fuse, FusionModule) and G.final_fuse.outputs == 1
+
+
+def test_autogan_kspace_channel_is_built_by_one_function_in_training_and_synthesis(trained, sheet):
+    """The authors' generator reads each source slice and its log-magnitude k-space image
+    (log|fftshift(fft2(x))|): G builds it itself, so a training step and the slice predictor
+    feed the stem exactly [x | log_kspace(x)]."""
+    from unicoal.models.baselines.autogan import log_kspace
+    from unicoal.predictors.slices import SlicePredictor
+
+    x = torch.rand(2, 1, 8, 8) * 2 - 1
+    u = (x + 1) * 127.5
+    k = torch.log1p(torch.fft.fftshift(torch.fft.fft2(u), dim=(-2, -1)).abs())
+    lo, hi = k.amin(dim=(-2, -1), keepdim=True), k.amax(dim=(-2, -1), keepdim=True)
+    torch.testing.assert_close(log_kspace(x), 2 * (k - lo) / (hi - lo) - 1)
+    assert torch.equal(log_kspace(-torch.ones(1, 1, 8, 8)), -torch.ones(1, 1, 8, 8))  # empty slice
+
+    cfg, _, trainer = trained("autogan")
+    seen = []
+    hook = trainer.G.stem.register_forward_pre_hook(lambda m, a: seen.append(a[0].detach().clone()))
+    try:
+        ds = build_dataset(cfg, sheet)
+        batch = {k: v[None] for k, v in ds[0].items()}
+        trainer.train_step(batch)
+        pred = SlicePredictor(trainer.G, modalities=cfg.data.modalities, num_inputs=1, resolution=cfg.data.resolution)
+        vol = np.random.default_rng(0).random((3, 40, 40)).astype(np.float32)
+        pred.predict(vol, np.arange(3), np.zeros(3), "T2")
+    finally:
+        hook.remove()
+    assert len(seen) == 2 and all(s.shape[1] == 2 for s in seen)
+    for s in seen:  # training (augmented item) and synthesis: the same function of the source channel
+        torch.testing.assert_close(s[:, 1:], log_kspace(s[:, :1]))
+    torch.testing.assert_close(seen[0][:, :1], batch["x_in"])

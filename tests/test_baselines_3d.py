@@ -17,8 +17,13 @@ from unicoal.train.loop import train
 
 torch.set_num_threads(1)
 METHODS = ("deepresolve", "dcsrn", "synthsr")
-#: parameters at the published size (counted; stated in each module's docstring)
-PUBLISHED_PARAMS = {"deepresolve": 1_995_329, "dcsrn": 219_985, "synthsr": 13_237_633}
+#: trainable parameters at the published size, from the authors' code (stated in each module's docstring):
+#: SynthSR: BBillot/SynthSR ext/neuron/models.py unet(nb_features=24, nb_levels=5, feat_mult=2,
+#: nb_conv_per_level=2, batch_norm=-1) as SynthSR/training.py builds it (line 339: batch_norm=-1);
+#: DeepResolve: the Uni-COAL authors' DeepResolve(1, 1, n_feats=64, n_blocks=18) (zhiyuns/UniCOAL
+#: models/networks/deepresolve.py, models/deepresolve_model.py line 14); DCSRN: no public code of the
+#: paper (k = 24, 4 units, a 1x1x1 output convolution, counted here)
+PUBLISHED_PARAMS = {"deepresolve": 1_995_329, "dcsrn": 219_985, "synthsr": 13_239_841}
 
 
 def _tiny(name, **model):
@@ -108,6 +113,59 @@ def test_registry_rows_follow_table_v(capsys):
     assert [rows["synthsr"][t] for t in ("cms", "sr", "cmsr")] == ["spec+in"] * 3
     assert [rows["deepresolve"][t] for t in ("cms", "sr", "cmsr")] == ["-", "spec", "-"]
     assert rows["dcsrn"]["display"] == "DCSRN" and rows["dcsrn"]["sr"] == "spec"
+
+
+def test_synthsr_batch_norm_and_skips_as_the_authors():
+    """Batch norm (Keras defaults) after every encoder and decoder level; the skip carries a
+    level's last convolution *before* its batch norm, first in the concatenation (conv_dec)."""
+    spec, cfg = _tiny("synthsr")
+    G, _ = spec.build_models(cfg)
+    bns = [m for m in G.modules() if isinstance(m, torch.nn.BatchNorm3d)]
+    assert len(bns) == 2 * cfg.levels - 1 and all(m.eps == 1e-3 and m.momentum == 0.01 for m in bns)
+    seen = {}
+    G.down[0].register_forward_hook(lambda m, i, o: seen.__setitem__("conv", o.detach()))
+    G.up[0].register_forward_pre_hook(lambda m, i: seen.__setitem__("up_in", i[0].detach()))
+    G.train()(torch.randn(2, 1, *cfg.patch_size))
+    c = cfg.features
+    torch.testing.assert_close(seen["up_in"][:, :c], seen["conv"])
+    # the Uni-COAL authors' U-Net (parity official): no normalisation, 13,237,633 parameters
+    off = load_config("synthsr", {"parity": "official"})
+    G_off, _ = spec.build_models(spec.model_config(off.model))
+    assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in G_off.modules())
+    assert sum(p.numel() for p in G_off.parameters()) == 13_237_633
+    m = spec.model_config(load_config("synthsr").model)
+    assert (m.batch_norm, m.pad_multiple, m.pad_centred, m.flip_axis) == (True, 32, True, 1)  # predict_command_line.py
+    assert (off.model["flip_axis"], off.model["pad_centred"]) == (None, False)
+
+
+def test_deepresolve_trains_with_the_papers_l2_loss():
+    from unicoal.train.losses import UniCoalLoss
+
+    cfg = load_config("deepresolve")
+    assert cfg.loss.mse_weight == 1 and cfg.loss.l1_weight == 0  # L1: the option (l1_weight 1, mse_weight 0)
+    spec, mcfg = _tiny("deepresolve")
+    G, _ = spec.build_models(mcfg)
+    loss = UniCoalLoss(G, None, cfg.loss)
+    x = torch.rand(2, 1, *mcfg.patch_size) * 2 - 1
+    y = torch.rand(2, 1, *mcfg.patch_size) * 2 - 1
+    total, stats = loss.generator_loss({"x_in": x, "y": y, "delta": torch.zeros(2, 8), "c_out": torch.zeros(2, dtype=torch.long)}, None, 0.0)
+    assert float(total.detach()) == pytest.approx(float(((x - y) * 0.5).square().mean()), rel=1e-5)  # untrained: G(x) = x
+
+
+def test_dcsrn_official_parity_is_the_unicoal_authors_network():
+    """zhiyuns/UniCOAL models/networks/dcsrn.py DCSRN(1, 1, layers=4, n_feats=24): a 3x3x3 output
+    convolution and a global residual (223,729 parameters)."""
+    spec = get_method("dcsrn")
+    off_cfg = load_config("dcsrn", {"parity": "official"})
+    off = spec.model_config(off_cfg.model)
+    assert off.tail_kernel == 3 and off.residual and (off_cfg.loss.mse_weight, off_cfg.loss.l1_weight) == (1, 0)
+    G, _ = spec.build_models(off)
+    assert sum(p.numel() for p in G.parameters()) == 223_729
+    with torch.no_grad():
+        G.out.weight.zero_(), G.out.bias.zero_()
+    x = torch.randn(1, 1, 6, 8, 8)
+    assert torch.equal(G.eval()(x), x)  # output = input + network
+    assert spec.model_config(load_config("dcsrn").model).tail_kernel == 1
 
 
 def test_untrained_deepresolve_is_its_interpolation():
@@ -229,7 +287,7 @@ def test_synthesize_writes_the_target_grid_and_refuses_other_tasks(name, trained
 
     ckpt = trained[name]["run"] / "model.pt"
     model = torch.load(ckpt, weights_only=True)
-    assert model["method"] == name and model["format"] == "unicoal-model/2"
+    assert model["method"] == name and model["format"] == "unicoal-model/3"
     hr = phantom["hr"][(3, "T2")]
     lr = tmp_path / "lr_T2_4x.nii.gz"
     degrade_file(hr, lr, factor=4.0)

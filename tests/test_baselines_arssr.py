@@ -78,7 +78,8 @@ def test_published_size_matches_authors_code():
     G = ArssrNet(ArssrConfig.paper())
     enc = sum(p.numel() for p in G.encoder.parameters())
     dec = sum(p.numel() for p in G.decoder.parameters())
-    # RDN (64 features, growth 64, 8 blocks x 3 layers, feature_dim 128) and a 2 x 4-layer MLP of width 256
+    # the authors' iwuqing/ArSSR encoder.py RDN (line 39: 64 features, growth 64, 8 blocks x 3 layers,
+    # feature_dim 128) and decoder.py MLP (line 14: two stages of 4 layers, width 256)
     assert enc == 5_918_784 and dec == 364_676
     tiny = ArssrNet(ArssrConfig.tiny())
     assert sum(p.numel() for p in tiny.parameters()) < 20_000
@@ -130,7 +131,7 @@ def test_patches_are_deterministic_and_on_the_geometry(cohort):
     _, sheet = cohort
     cfg = ArssrConfig.tiny(modalities=("T1",))
     dc = DataConfig(modalities=("T1",), ratios=(2.0, 4.0, 6.0), resolution=cfg.img_resolution, num_inputs=1)
-    ds = ImplicitPatchDataset(sheet, dc, lr_slices=cfg.lr_slices, query_slices=cfg.query_slices, seed=0)
+    ds = ImplicitPatchDataset(sheet, dc, lr_slices=cfg.lr_slices, query_voxels=cfg.query_voxels, seed=0)
     a, b = ds[7], ds[7]
     for k in a:
         assert torch.equal(a[k], b[k]), k
@@ -139,9 +140,11 @@ def test_patches_are_deterministic_and_on_the_geometry(cohort):
     ds.set_epoch(0)
     for i in range(0, len(ds), 5):
         item = ds[i]
-        assert item["x_in"].shape == (1, 6, 16, 16) and item["y"].shape == (1, 4, 16, 16) and item["delta"].shape == (4,)
-        u = item["delta"].numpy()
+        assert item["x_in"].shape == (1, 6, 16, 16) and item["y"].shape == (1, 512) and item["delta"].shape == (512, 3)
+        u = item["delta"][:, 0].numpy()
         assert np.all(u >= -0.5 - 1e-6) and np.all(u <= cfg.lr_slices - 0.5 + 1e-6)
+        rc = item["delta"][:, 1:].numpy()
+        assert np.all(rc == np.round(rc)) and rc.min() >= 0 and rc.max() <= 15
         assert int(item["c_in"]) == int(item["c_out"]) == 0  # SR
     # the LR window is the thick-slice simulation and y the HR slices at the queried positions
     p = ds.sample_params(3)
@@ -154,11 +157,16 @@ def test_patches_are_deterministic_and_on_the_geometry(cohort):
     crop = (slice(None), slice(p.a0, p.a0 + 16), slice(p.b0, p.b0 + 16))
     idx = np.clip(np.arange(p.j0, p.j0 + 6), 0, lr.shape[0] - 1)
     assert np.allclose(item["x_in"][0].numpy(), lr[idx][crop] * 2 - 1, atol=1e-5)
-    assert np.allclose(item["y"][0].numpy(), vol[list(p.targets)][crop] * 2 - 1, atol=1e-6)
+    # y: the HR voxels at the queried (slice, row, col); K random voxels, without replacement
+    t, r, c = np.unravel_index(np.asarray(p.queries), (len(p.targets), 16, 16))
+    assert len(set(p.queries)) == len(p.queries) == 512
+    hr = vol[list(p.targets)][crop]
+    assert np.allclose(item["y"][0].numpy(), hr[t, r, c] * 2 - 1, atol=1e-6)
     g = ds.subjects[p.subject].grid
     n, d = slice_positions(thick_slice_grid(g, p.ratio * g.thickness, phase=p.phase), g)
-    assert np.allclose(item["delta"].numpy(), (n + d)[list(p.targets)] - p.j0, atol=1e-5)
-    assert p.k in p.targets
+    u = (n + d)[list(p.targets)] - p.j0
+    assert np.allclose(item["delta"].numpy(), np.stack([u[t], r, c], axis=-1), atol=1e-5)
+    assert p.k in p.targets and np.all((u >= -0.5 - 1e-9) & (u <= 6 - 0.5 + 1e-9))
 
 
 def test_dataset_refuses_cross_modality(cohort):
@@ -167,7 +175,40 @@ def test_dataset_refuses_cross_modality(cohort):
 
     dc = DataConfig(modalities=("T1", "T2"), input_modalities=("T1",), output_modalities=("T2",), ratios=(2.0,), resolution=16, num_inputs=1)
     with pytest.raises(InputError, match="ArSSR is SR only"):
-        ImplicitPatchDataset(sheet, dc, lr_slices=6, query_slices=4)
+        ImplicitPatchDataset(sheet, dc, lr_slices=6, query_voxels=4)
+
+
+def test_training_scale_is_drawn_continuously_as_the_authors(cohort):
+    """round(uniform(lo, hi + 0.04), 1) over the ratios' range (ArSSR data.py draws 2 to 4)."""
+    _, sheet = cohort
+    dc = DataConfig(modalities=("T1",), ratios=(2.0, 4.0, 6.0), resolution=16, num_inputs=1)
+    ds = ImplicitPatchDataset(sheet, dc, lr_slices=6, query_voxels=64, seed=0)
+    ratios = np.array([ds.sample_params(i).ratio for i in range(0, len(ds))])
+    assert ratios.min() >= 2.0 and ratios.max() <= 6.0 and np.allclose(ratios * 10, np.round(ratios * 10))
+    assert len(set(ratios.tolist())) > 10 and np.mean(~np.isin(ratios, [2.0, 4.0, 6.0])) > 0.8
+    listed = ImplicitPatchDataset(sheet, dc, lr_slices=6, query_voxels=64, seed=0, continuous_scale=False)
+    assert set(listed.sample_params(i).ratio for i in range(0, len(listed))) <= {2.0, 4.0, 6.0}
+    cfg = load_config("arssr")
+    assert cfg.model["query_voxels"] == 8000 and cfg.model["continuous_scale"]  # train.py -ss 8000
+
+
+def test_features_are_sampled_with_zero_padding():
+    """grid_sample's default zero padding (the authors' model.py): a query one LR voxel beyond the
+    first slice centre reads zero features; the voxel query equals the plane query there."""
+    cfg = ArssrConfig.tiny()
+    torch.manual_seed(0)
+    G = ArssrNet(cfg).eval()
+    x = torch.randn(1, 1, *cfg.patch_shape)
+    with torch.no_grad():
+        feats = G.encode(x)
+        coords = torch.tensor([[[-1.0, 3.0, 5.0], [2.5, 7.0, 1.0]]])
+        out = G.decode_points(feats, coords)
+        z = torch.tensor([normalized_coords(torch.tensor(v), n) for v, n in zip((-1.0, 3.0, 5.0), (cfg.lr_slices, 16, 16))])
+        want = G.decoder(torch.cat([torch.zeros(cfg.feature_dim), z]))
+        assert torch.allclose(out[0, 0, 0], want[0], atol=1e-6)
+        planes = G.decode(feats, torch.tensor([[2.5]]))
+        assert torch.allclose(out[0, 0, 1], planes[0, 0, 0, 7, 1], atol=1e-6)
+        assert G(x, coords).shape == (1, 1, 2)
 
 
 # --- training, checkpoints, resume -----------------------------------------------------------

@@ -142,12 +142,52 @@ def test_cascade_runs_each_stage_along_its_axis():
     assert G.training is False or all(not m.training for m in G.stages)  # left as found (eval above)
 
 
-def test_published_size():
-    G, D = build_provogan(ProvoGANConfig.paper())
-    per_stage = [sum(p.numel() for p in g.parameters()) for g in G.stages]
-    # resnet_9blocks: stage 1 reads 1 channel, stages 2-3 read 2 (+ 7 x 7 x 64 weights)
-    assert per_stage == [11_370_881, 11_374_017, 11_374_017]
-    assert [sum(p.numel() for p in d.parameters()) for d in D.stages] == [2_764_609, 2_765_633, 2_765_633]
+# The authors' numbers: github.com/icon-lab/ProvoGAN models/networks.py instantiated with the
+# defaults of its options/base_options.py (ngf = ndf = 24; sample_run.sh: resnet_9blocks, basic
+# PatchGAN, --norm batch) for one source contrast (input_nc 1 / 2 / 2, output_nc 1): the three
+# generators hold 4,811,235 and the three discriminators 1,175,595 trainable parameters.
+AUTHORS_G, AUTHORS_D = 4_811_235, 1_175_595
+
+
+def test_published_size_is_the_authors_ngf_24():
+    cfg = ProvoGANConfig.paper()
+    assert (cfg.ngf, cfg.ndf) == (24, 24)
+    G, D = build_provogan(cfg)
+    assert sum(p.numel() for p in G.parameters()) == AUTHORS_G
+    assert sum(p.numel() for p in D.parameters()) == AUTHORS_D
+    # stage 1 reads the source, stages 2-3 the source and the previous stage (+ 7 x 7 x 24 weights)
+    assert [sum(p.numel() for p in g.parameters()) for g in G.stages] == [1_602_961, 1_604_137, 1_604_137]
+
+
+def test_each_stage_restarts_adam_and_its_own_schedule():
+    """The authors train each stage in its own run (50 + 50 epochs, a new Adam): every stage
+    starts at the full lr with empty Adam moments and decays linearly to 0 within the stage."""
+    from unicoal.train.distributed import DistInfo
+    from unicoal.train.loop import Trainer
+
+    cfg = load_config("provogan_tiny", {"model": {"img_resolution": 32, "ngf": 2, "ndf": 2, "n_blocks": 1},
+                                        "optim": {"total_steps": 12, "batch_size": 1}, "run": {"tensorboard": False}})
+    assert cfg.optim.decay_start == 0.5 and cfg.optim.update_order == "d_then_g"
+    torch.manual_seed(0)
+    tr = Trainer(cfg, steps_per_epoch=4, info=DistInfo(device="cpu"))
+    assert [p.start for p in tr.phases] == [0, 4, 8]
+    g = torch.Generator().manual_seed(0)
+    batch = {"x_in": torch.rand(1, 2, 32, 32, generator=g) * 2 - 1, "y": torch.rand(1, 1, 32, 32, generator=g) * 2 - 1,
+             "delta": torch.zeros(1), "c_out": torch.zeros(1, dtype=torch.long)}
+    lrs, adam_steps = [], []
+    for step in range(12):
+        lrs.append(tr.opt_G.param_groups[0]["lr"])
+        tr.train_step(batch)
+        stage = int(tr.G.stage)
+        first = next(iter(tr.G.stages[stage].parameters()))
+        adam_steps.append(int(tr.opt_G.state[first]["step"]))
+        if step in (4, 8):  # the first step of a stage: the earlier stages' moments are gone too
+            earlier = next(iter(tr.G.stages[stage - 1].parameters()))
+            assert earlier not in tr.opt_G.state or not tr.opt_G.state[earlier]
+    base = cfg.optim.lr_g
+    per_stage = [base, base, base * 1.0, base * 0.5]  # 2 steps constant, then 2 of linear decay
+    assert lrs == pytest.approx(per_stage * 3)
+    assert adam_steps == [1, 2, 3, 4] * 3
 
 
 # --- training, data, synthesis, checkpoints -------------------------------------------------------

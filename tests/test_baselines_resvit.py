@@ -93,8 +93,15 @@ def test_published_size_and_layout():
     assert cfg.grid == 16 and cfg.transformer_blocks == (1, 6) and cfg.num_art == 9
     assert [b.with_transformer for b in G.art] == [True, False, False, False, False, True, False, False, False]
     assert len(G.transformer.blocks) == 12 and G.art[0].pos_embed.shape == (1, 256, 768)
-    n = sum(p.numel() for p in G.parameters())
-    assert 120e6 < n < 127e6  # 123.5 M with the shared ViT-B/16 (counted once)
+    # The authors' numbers: github.com/icon-lab/ResViT models/residual_transformers.py ResViT(CONFIGS
+    # ['Res-ViT-B_16'], img_size=256, output_dim=1) instantiated with input_dim 1 (resvit_one) holds
+    # 123,441,537 parameters (Res_CNN, the pre-training network: 11,370,881); their NLayerDiscriminator
+    # (--norm batch, ndf 64) on 1 + 1 channels 2,764,609. Ours without conditioning is that network.
+    one, d_one = build_resvit(ResViTConfig.paper(condition=False))
+    assert sum(p.numel() for p in one.parameters()) == 123_441_537
+    assert sum(p.numel() for p in d_one.parameters()) == 2_764_609
+    # the unified model reads 3 one-hot planes more: 3 x 7 x 7 x 64 weights
+    assert sum(p.numel() for p in G.parameters()) == 123_441_537 + 3 * 49 * 64
 
 
 @pytest.mark.parametrize("kw,match", [
@@ -292,3 +299,101 @@ def test_plan_rows_train_one_tiny_model_per_dataset_in_the_test_profile(tmp_path
     assert full.train[0].max_steps is None and full.train[0].config["base"] == "resvit"
     explicit = build_plan([load_experiment("table4")], _sheet_rows(tmp_path), profile="test", methods=["resvit"], max_steps=7)
     assert explicit.train[0].max_steps == 7
+
+
+# --- the authors' recipe: directions, fine-tuning restart, patch embedding, dropout, init ------
+def test_unified_model_trains_only_the_directions_its_cells_evaluate(tmp_path):
+    """Table I evaluates T1->T2, T2->FLAIR, FLAIR->T1 with one ResViT: its items are those three
+    directions (not the six of inputs x outputs, nor the three identity copies)."""
+    from unicoal.cohort.samplesheet import SampleRow
+    from unicoal.plan import build_plan, load_experiment
+
+    rows = []
+    for i in range(5):
+        for m in ("T1", "T2", "PD", "FLAIR"):
+            (tmp_path / f"s{i}_{m}.nii.gz").touch()
+            rows.append(SampleRow(f"s{i}", m, tmp_path / f"s{i}_{m}.nii.gz", None, "test" if i == 0 else "train"))
+    plan = build_plan([load_experiment("table1")], rows, profile="full", methods=["resvit"])
+    (job,) = plan.train
+    cfg = load_config("resvit", job.config)
+    assert {(a, b) for a, b, _ in cfg.data.draws()} == {("T1", "T2"), ("T2", "FLAIR"), ("FLAIR", "T1")}
+
+
+def _fixed_batch(cfg, seed=0):
+    s = cfg.model["img_resolution"]
+    g = torch.Generator().manual_seed(seed)
+    return {"x_in": torch.rand(1, 1, s, s, generator=g) * 2 - 1, "y": torch.rand(1, 1, s, s, generator=g) * 2 - 1,
+            "delta": torch.zeros(1), "c_out": torch.tensor([1])}
+
+
+def test_finetuning_restarts_adam_at_1e3_with_a_fresh_discriminator(caplog):
+    """The authors' second run: a new Adam at lr 1e-3 (25 + 25 epochs: constant, then linear decay)
+    for G and D, and a newly initialised discriminator."""
+    from unicoal.train.distributed import DistInfo
+    from unicoal.train.loop import Trainer
+
+    cfg = load_config("resvit_tiny", {"model": {"modalities": ["T1", "T2"], "pretrain_steps": 4},
+                                       "data": {"input_modalities": ["T1", "T2"], "output_modalities": ["T1", "T2"]},
+                                       "optim": {"total_steps": 8, "batch_size": 1}, "run": {"tensorboard": False}})
+    assert cfg.optim.update_order == "d_then_g" and cfg.model["finetune_lr"] == 1e-3
+    torch.manual_seed(0)
+    tr = Trainer(cfg, steps_per_epoch=4, info=DistInfo(device="cpu"))
+    resets = []
+    reset = tr.D.reset_parameters
+    tr.D.reset_parameters = lambda: (resets.append(tr.step), reset())[1]
+    batch = _fixed_batch(cfg)
+    lr_g, lr_d, steps = [], [], []
+    enc = tr.G.encoder[1].weight
+    with caplog.at_level("WARNING"):
+        for _ in range(8):
+            lr_g.append(tr.opt_G.param_groups[0]["lr"])
+            lr_d.append(tr.opt_D.param_groups[0]["lr"])
+            d_before = tr.D.patch.net[0].weight.detach().clone() if tr.step == 4 else None
+            tr.train_step(batch)
+            steps.append(int(tr.opt_G.state[enc]["step"]))
+            if d_before is not None:  # D was re-drawn N(0, 0.02), then took one step of lr 1e-3
+                w = tr.D.patch.net[0].weight.detach()
+                assert not torch.allclose(w, d_before, atol=1e-2)
+                assert abs(float(w.std()) - 0.02) < 0.006
+    assert resets == [4]
+    assert "transformer fine-tuning" in caplog.text and "Adam restarted" in caplog.text
+    assert lr_g == pytest.approx([2e-4, 2e-4, 2e-4, 1e-4, 1e-3, 1e-3, 1e-3, 5e-4])
+    assert lr_d == pytest.approx(lr_g)
+    assert steps == [1, 2, 3, 4, 1, 2, 3, 4]  # Adam's step count restarts with the phase
+
+
+def test_r50_vit_patch_embedding_is_loaded_into_both_transformer_blocks(tmp_path):
+    cfg = ResViTConfig.tiny()
+    vit = _timm_vit(cfg)
+    path = tmp_path / "r50_vit.npz"
+    _to_npz(vit, path, cfg.vit_depth)
+    w = dict(np.load(path))
+    rng = np.random.default_rng(0)
+    w["embedding/kernel"] = rng.standard_normal((1, 1, cfg.vit_in_channels, cfg.vit_dim)).astype(np.float32)  # R50+ViT-B_16 layout
+    w["embedding/bias"] = rng.standard_normal(cfg.vit_dim).astype(np.float32)
+    np.savez(path, **w)
+    G, _ = build_resvit(ResViTConfig.tiny(vit_weights=str(path)), discriminator=False)
+    G.enable_transformer()
+    want = torch.from_numpy(w["embedding/kernel"]).permute(3, 2, 0, 1)
+    for blk in (G.art[0], G.art[2]):
+        torch.testing.assert_close(blk.patch_embed.weight.detach(), want)
+        torch.testing.assert_close(blk.patch_embed.bias.detach(), torch.from_numpy(w["embedding/bias"]))
+
+
+def test_transformer_dropout_and_initialisation_are_the_authors():
+    torch.manual_seed(0)
+    G, D = build_resvit(ResViTConfig.paper())
+    blk = G.transformer.blocks[0]
+    assert blk.attn.attn_drop.p == 0.0 and blk.attn.proj_drop.p == 0.0  # attention_dropout_rate feeds both
+    assert blk.mlp.drop1.p == 0.1 and blk.mlp.drop2.p == 0.1
+    fan = G.cfg.vit_dim
+    # attention: PyTorch's Linear default, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases
+    assert float(blk.attn.qkv.weight.abs().max()) <= 1 / fan ** 0.5 and float(blk.attn.qkv.bias.abs().max()) > 0.5 / fan ** 0.5
+    # MLP: Xavier-uniform weights, N(0, 1e-6) biases (the authors' Mlp._init_weights)
+    bound = (6 / (fan + G.cfg.vit_mlp_dim)) ** 0.5
+    assert float(blk.mlp.fc1.weight.abs().max()) <= bound and float(blk.mlp.fc1.weight.abs().max()) > 0.9 * bound
+    assert float(blk.mlp.fc1.bias.abs().max()) < 1e-5
+    # CNN layers: PyTorch's default (no init_weights in the authors' define_G), D: N(0, 0.02)
+    conv = G.encoder[1].weight
+    assert abs(float(conv.std()) - 1 / (3 * conv[0].numel()) ** 0.5) < 0.01
+    assert abs(float(D.patch.net[0].weight.std()) - 0.02) < 0.003

@@ -77,12 +77,39 @@ def test_registry_row_is_table_v():
     assert spec.predictor == "volume" and spec.dataset == "patch3d"
 
 
-def test_published_size():
+def _authors_parameters() -> tuple[int, int]:
+    """Trainable variables of the authors' TensorFlow graph at img_size 256, one source channel,
+    counted from their layer table (Haoyulance/SC-GAN src/utils/generator.py ``_build_encoder``
+    line 31 / ``_build_decoder`` line 61, src/utils/discriminator.py ``_build_discriminator`` line 31, src/utils/util.py
+    ``snconv3d`` (filters, no bias), ``sn_attention`` (four 1x1x1 projections + sigma_ratio),
+    ``batch_norm`` (gamma, beta); the spectral-norm ``u`` vectors are not trainable)."""
+    def attn(c):
+        ck, cv = c // 8 or 4, c // 2 or 16
+        return 2 * c * ck + c * cv + cv * c + 1
+
+    enc = [(5, 1, 64), (5, 64, 128), (5, 128, 256), (5, 256, 512), (3, 512, 512), (3, 512, 512), (3, 512, 512), (2, 512, 512)]
+    dec = [(2, 512, 512), (3, 1024, 512), (3, 1024, 512), (3, 1024, 512), (5, 1024, 256), (5, 512, 128), (5, 256, 64), (5, 128, 1)]
+    g = sum(k**3 * i * o for k, i, o in enc) + sum(2 * o for _, _, o in enc[1:]) + attn(512)  # l1 has no batch norm
+    g += sum(k**3 * i * o + 2 * o for k, i, o in dec) + attn(256) + 3**3 * 1 * 1 + attn(1)  # dl1..dl8, decoder attention, final
+    d = sum(5**3 * i * o for i, o in ((2, 64), (64, 128), (128, 256), (256, 512))) + 2 * (128 + 256 + 512) + attn(256)
+    d += 5**3 * 512 * 1 + 2  # l5: conv to one channel, batch norm
+    return g, d
+
+
+def test_published_size_matches_the_authors_code():
     cfg = ScganConfig.paper()
     G, D = build_scgan(cfg)
-    # 8-level U-Net 64..512 (kernels 5,5,5,5,3,3,3,2), three self-attentions; 4-level PatchGAN
-    assert sum(p.numel() for p in G.parameters()) == 132_857_354
-    assert sum(p.numel() for p in D.parameters()) == 21_668_674
+    g, d = _authors_parameters()
+    assert (g, d) == (132_851_848, 21_667_715)
+    assert sum(p.numel() for p in G.parameters()) == g
+    # our discriminator leaves out the final batch norm on the logit map (2 parameters; module doc)
+    assert sum(p.numel() for p in D.parameters()) == d - 2
+    # batch norm with TensorFlow's defaults; instance norm as the option
+    bns = [m for m in G.modules() if isinstance(m, torch.nn.BatchNorm3d)]
+    assert len(bns) == 15 and all(m.momentum == 0.01 and m.eps == 1e-3 for m in bns)
+    G_in = build_scgan(ScganConfig.tiny(norm="instance"))[0]
+    assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in G_in.modules())
+    assert any(isinstance(m, torch.nn.InstanceNorm3d) for m in G_in.modules())
     tiny_g, tiny_d = build_scgan(ScganConfig.tiny())
     assert sum(p.numel() for p in tiny_g.parameters()) < 30_000 and sum(p.numel() for p in tiny_d.parameters()) < 10_000
 
@@ -125,10 +152,110 @@ def test_wrong_patch_sizes_are_errors():
         G(torch.zeros(1, 2, 8, 16, 16))
 
 
+# --- the authors' recipe -----------------------------------------------------------------------
+def test_config_is_the_authors_recipe(capsys):
+    """lr 1e-3 for G and D, constant (their optimisers get the initial float; the cosine decay
+    only feeds a summary), beta1 0.5, the four extra loss weights; `--dry-run` prints it."""
+    from unicoal.train.schedule import lr_factor
+
+    cfg = load_config("scgan")
+    o = cfg.optim
+    assert (o.lr_g, o.lr_d, o.betas[0], o.decay_start) == (1e-3, 1e-3, 0.5, 1.0)
+    assert all(lr_factor(s, 1000, o.decay_start) == 1.0 for s in range(0, 1000, 7))  # constant to the end
+    m = scgan_config(cfg.model)
+    assert (m.norm, m.feature_matching_weight, m.rmse_weight, m.weight_decay_g, m.weight_decay_d) == ("batch", 20.0, 200.0, 1e-3, 1e-3)
+    assert cfg.loss.l1_weight == 200 and cfg.optim.update_order == "g_then_d"  # G step, then D step (training.py)
+    assert main(["train", "--config", "scgan", "--dry-run"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["optim"]["lr_g"] == shown["optim"]["lr_d"] == 1e-3 and shown["optim"]["decay_start"] == 1.0
+    # parity official: the Uni-COAL authors' scgan_model.py (L1 + GAN only, D first, lr 2e-4 decaying)
+    off_cfg = load_config("scgan", {"parity": "official"})
+    off = scgan_config(off_cfg.model)
+    assert off.feature_matching_weight == 0 and off.rmse_weight == 0 and off.weight_decay_g == 1e-3
+    assert (off_cfg.loss.gan, off_cfg.loss.l1_weight, off_cfg.optim.update_order, off_cfg.optim.lr_g, off_cfg.optim.decay_start) == ("vanilla", 100, "d_then_g", 2e-4, 0.5)
+
+
+def _terms_setup(seed=0):
+    from unicoal.train.config import LossConfig
+    from unicoal.train.losses import UniCoalLoss
+
+    torch.manual_seed(seed)
+    cfg = ScganConfig.tiny()
+    G, D = build_scgan(cfg)
+    G.eval(), D.eval()  # no dropout, no power iterations: repeated passes agree exactly
+    loss_cfg = LossConfig(r1_gamma=0, l1_weight=200, sam_weight=0, blur_sigma=0)
+    x = torch.rand(2, 1, *cfg.patch_shape) * 2 - 1
+    y = torch.rand(2, 1, *cfg.patch_shape) * 2 - 1
+    y[:, :, :, :4] = -1.0  # background rows: outside the brain area
+    batch = {"x_in": x, "y": y, "mask": (y != -1).float(), "delta": torch.zeros(2, cfg.patch_shape[0]), "c_out": torch.zeros(2, dtype=torch.long)}
+    return G, D, UniCoalLoss(G, D, loss_cfg), batch
+
+
+def test_generator_loss_has_the_authors_terms():
+    from unicoal.train.losses import gan_loss
+    from unicoal.train.losses_volume import weight_l2
+
+    G, D, loss, batch = _terms_setup()
+    assert loss.terms is not None and D.keep_features
+    total, stats = loss.generator_loss(batch, None, 0.0)
+    with torch.no_grad():
+        fake = G(batch["x_in"], None, None)
+        D(batch["x_in"], fake)
+        f_fake = D.features  # the authors' _perceptual_fmap of the generated pair
+        D(batch["x_in"], batch["y"])
+        f_real = D.features
+        assert len(f_fake) == 3  # tiny D: two conv levels + the attention (published: 4 levels + attention = 5)
+        fm = torch.stack([(r - f).abs().mean() for r, f in zip(f_real, f_fake)]).mean()
+        m = batch["mask"].bool()
+        rmse = torch.sqrt(((fake - batch["y"])[m]).square().mean())
+        l1 = (fake - batch["y"]).abs().mean()
+        reg = 1e-3 * weight_l2(G)
+        adv = gan_loss(D(batch["x_in"], fake), True)
+    assert float(stats["G_rmse"]) == pytest.approx(float(rmse), rel=1e-4)
+    assert float(stats["G_fm"]) == pytest.approx(float(fm), rel=1e-4)
+    assert float(stats["G_l2reg"]) == pytest.approx(float(reg), rel=1e-4)
+    want = adv + 200 * l1 + 200 * rmse + 20 * fm + reg
+    assert float(total.detach()) == pytest.approx(float(want), rel=1e-4)
+    # the RMSE ignores the background: changing the output there leaves it unchanged
+    fake2 = fake.clone()
+    fake2[~m] = 0.3
+    with torch.no_grad():
+        D(batch["x_in"], fake2)
+        assert float(loss.terms.generator(batch, fake2, batch["y"])[1]["G_rmse"]) == pytest.approx(float(rmse), rel=1e-5)
+    # the discriminator's loss carries its own L2 term
+    _, d_stats = loss.discriminator_loss(batch, None, 0.0, False)
+    assert float(d_stats["D_l2reg"]) == pytest.approx(float(1e-3 * weight_l2(D)), rel=1e-4)
+
+
+def test_terms_vanish_below_the_authors_floors():
+    from unicoal.train.losses_volume import D_REG_FLOOR, FM_FLOOR, G_REG_FLOOR, _floored
+
+    assert float(_floored(torch.tensor(FM_FLOOR * 0.99), FM_FLOOR)) == 0.0
+    assert float(_floored(torch.tensor(FM_FLOOR * 1.01), FM_FLOOR)) == pytest.approx(FM_FLOOR * 1.01)
+    assert (FM_FLOOR, G_REG_FLOOR, D_REG_FLOOR) == (2e-4, 1e-5, 5e-5)  # src/net.py
+    G, D, loss, batch = _terms_setup()
+    with torch.no_grad():  # identical real and generated pairs: no feature-matching loss, no gradient
+        D(batch["x_in"], batch["y"])
+    stats = loss.terms.generator(batch, batch["y"].clone(), batch["y"])[1]
+    assert float(stats["G_fm"]) == 0.0
+
+
+def test_rmse_needs_the_mask_and_fm_needs_d():
+    from unicoal.train.config import LossConfig
+    from unicoal.train.losses_volume import ScganTerms
+
+    G, D, loss, batch = _terms_setup()
+    with pytest.raises(KeyError, match="mask"):
+        loss.generator_loss({k: v for k, v in batch.items() if k != "mask"}, None, 0.0)
+    with pytest.raises(ValueError, match="feature-matching"):
+        ScganTerms(G, None, LossConfig(adversarial=False))
+
+
 @pytest.mark.parametrize("bad,msg", [
     ({"patch_size": [8, 12, 16]}, "multiples of 2\\*\\*3"), ({"channels": [8, 16]}, "equal length"),
     ({"attention_level": 4}, "attention_level"), ({"num_inputs": 2}, "num_inputs"), ({"dropout": 1.0}, "dropout"),
     ({"window": [8, 12, 16]}, "window"), ({"interpolation": "nearest"}, "interpolation"), ({"nope": 1}, "unknown SC-GAN model key"), ({"preset": "huge"}, "preset"),
+    ({"norm": "group"}, "norm"), ({"rmse_weight": -1}, "rmse_weight"),
 ])
 def test_invalid_configs(bad, msg):
     with pytest.raises(ValueError, match=msg):
@@ -232,3 +359,16 @@ def test_chunked_attention_is_exact(monkeypatch):
         monkeypatch.setattr(scgan, "_CHUNK", 100)  # 3 query locations per chunk
         chunked = att(x)
     assert torch.allclose(whole, chunked, atol=1e-6)
+
+
+def test_single_value_maps_pass_the_norm_in_training_and_synthesis_alike():
+    """The 256^3 bottleneck at batch 1 has one value per channel: batch norm passes it through
+    (module doc), in training and at synthesis; trained on a larger batch, synthesis normalises."""
+    from unicoal.models.baselines.scgan import _Norm
+
+    norm = _Norm(3, "batch")
+    x = torch.randn(1, 3, 1, 1, 1)
+    assert torch.equal(norm.train()(x), x) and torch.equal(norm.eval()(x), x)
+    norm.train()(torch.randn(2, 3, 1, 1, 1) * 3 + 1)
+    assert not torch.equal(norm.eval()(x), x)
+    assert torch.equal(_Norm(3, "instance")(x), x)

@@ -156,3 +156,73 @@ def test_bad_inputs(tmp_path, sheet):
     ds = SliceDataset(tmp_path / "s.csv", DataConfig(modalities=("T1",), resolution=16, ratios=(1,)), seed=0)
     with pytest.raises(InputError, match=r"expected \[0, 1\]"):
         ds[0]
+
+
+# --- which items are drawn: identity items, directions, augmentation -------------------------------
+def _identity_share(ds, epochs=3) -> float:
+    draws = [ds.sample_params(i, epoch=e) for e in range(epochs) for i in range(len(ds))]
+    return float(np.mean([p.c_in == p.c_out and p.ratio == 1.0 for p in draws]))
+
+
+def test_no_identity_items_without_sr(sheet):
+    """CMS only (ratio 1, any input with any output): about a third of independent draws would
+    copy the input; a method or task without SR draws none."""
+    cms = _cfg(ratios=(1,))
+    assert cms.identity_items is False
+    ds = SliceDataset(sheet, cms, seed=1)
+    draws = [ds.sample_params(i, epoch=e) for e in range(3) for i in range(len(ds))]
+    assert not any(p.c_in == p.c_out for p in draws)
+    assert {(p.c_in, p.c_out) for p in draws} == {(a, b) for a in range(3) for b in range(3) if a != b}
+    # asked for explicitly, they come back (the legacy independent draw)
+    assert 0.2 < _identity_share(SliceDataset(sheet, _cfg(ratios=(1,), identity_items=True), seed=1)) < 0.45
+
+
+def test_identity_items_follow_the_unicoal_authors_when_sr_is_trained(sheet):
+    """The Uni-COAL authors draw source, target and thickness independently (random_modality_in /
+    _out, thickness from a list holding 1): same contrast at 1x is 1/3 x 1/4 of their items."""
+    cfg = _cfg()
+    assert cfg.identity_items is True
+    assert abs(_identity_share(SliceDataset(sheet, cfg, seed=2), epochs=6) - 1 / 12) < 0.04
+
+
+def test_methods_without_sr_never_draw_identity_items():
+    from unicoal.train.config import load_config
+
+    for name in ("resvit", "pix2pix", "pgan", "autogan"):
+        cfg = load_config(name, {"data": {"input_modalities": None, "output_modalities": None}, "model": {"modalities": ["T1", "T2", "PD"]}} if name == "resvit" else None)
+        assert cfg.data.identity_items is False, name
+        assert all(a != b for a, b, _ in cfg.data.draws()), name
+    assert load_config("paper").data.identity_items is True  # Uni-COAL trains SR: as its authors
+
+
+def test_pairs_restrict_a_unified_model_to_the_evaluated_directions(sheet):
+    cfg = _cfg(ratios=(1,), pairs=[["T1", "T2"], ["T2", "PD"], ["PD", "T1"]])
+    ds = SliceDataset(sheet, cfg, seed=3)
+    draws = {(p.c_in, p.c_out) for e in range(2) for i in range(len(ds)) for p in [ds.sample_params(i, epoch=e)]}
+    assert draws == {(0, 1), (1, 2), (2, 0)}
+    assert DataConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="pairs"):
+        _cfg(pairs=[["T1", "FLAIR"]])
+    with pytest.raises(ValueError, match="identity"):
+        _cfg(ratios=(1,), input_modalities=("T1",), output_modalities=("T1",), identity_items=False)
+    assert _cfg(ratios=(1,), input_modalities=("T1",), output_modalities=("T1",)).identity_items  # only copies asked for
+
+
+def test_augmentation_is_sampled_then_applied_to_source_and_target(sheet):
+    plain = SliceDataset(sheet, _cfg(ratios=(1,)), seed=4)
+    aug = SliceDataset(sheet, _cfg(ratios=(1,), augment=("rot90", "mirror", "saturation")), seed=4)
+    draws = [aug.sample_params(i) for i in range(len(aug))]
+    assert {p.rot for p in draws} == {1, 2, 3} and {p.mirror for p in draws} == {False, True}
+    assert all(0.8 <= p.saturation <= 1.2 for p in draws) and len({p.saturation for p in draws}) > 10
+    assert aug.sample_params(7) == aug.sample_params(7)  # reproducible
+    base = plain.sample_params(7)
+    assert (base.c_in, base.c_out, base.phase) == (aug.sample_params(7).c_in, aug.sample_params(7).c_out, aug.sample_params(7).phase)
+    from dataclasses import replace
+
+    p = replace(base, rot=1, mirror=True, saturation=1.15)
+    a, b = plain.make_item(base), plain.make_item(p)
+    for key in ("x_in", "y"):
+        want = np.rot90(a[key].numpy(), 1, axes=(-2, -1))[..., ::-1]
+        np.testing.assert_array_equal(b[key].numpy(), want)
+    with pytest.raises(ValueError, match="augment"):
+        _cfg(augment=("shear",))

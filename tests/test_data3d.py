@@ -76,6 +76,47 @@ def test_small_volume_is_padded_with_background(sheet):
     assert float(item["y"][0, :30].max()) > -1.0
 
 
+def test_mask_is_the_brain_area_of_the_target(sheet):
+    """``mask``: 1 where the target is not background (-1), 0 there and in the padding (SC-GAN's
+    ``tf.not_equal(target, -1)``)."""
+    ds = _ds(sheet, patch=(40, 16, 12))
+    item = ds.make_item(ds.sample_params(3))
+    assert item["mask"].shape == item["y"].shape and item["mask"].dtype == torch.float32
+    assert torch.equal(item["mask"], (item["y"] != -1).float())
+    assert torch.all(item["mask"][0, 30:] == 0) and float(item["mask"].sum()) > 0
+
+
+@pytest.mark.parametrize("centred", [False, True])
+def test_one_padding_rule_for_training_and_synthesis(tmp_path, centred):
+    """A volume smaller than the patch: the network input at synthesis (VolumePredictor, window
+    = the patch) equals the training item's x_in -- same fill, same place. Fails if either side
+    pads differently (e.g. synthesis repeating the last slice, training with -1)."""
+    import torch.nn as nn
+
+    from unicoal.data3d import pad_to
+    from unicoal.predictors.volume import VolumePredictor
+
+    small = make_synthetic_cohort(tmp_path / "small", subjects=1, shape=(32, 32, 27), splits=["train"])  # [27, 32, 32]
+    cfg = DataConfig(modalities=("T1", "T2"), ratios=(1.0,), resolution=32, num_inputs=1)
+    ds = PatchDataset3D(small, cfg, seed=0, patch_size=(32, 32, 32), interpolation="linear", pad_centred=centred)
+    item = ds.make_item(PatchParams(0, 0, 1, 1.0, 0.0, (0, 0, 0)))
+
+    class Recorder(nn.Module):
+        size_multiple, receptive_radius = 32, 0
+
+        def forward(self, x, delta=None, c_out=None, z=None):
+            self.seen = x.clone()
+            return x
+
+    G = Recorder()
+    pred = VolumePredictor(G, modalities=["T2"], class_modalities=["T1", "T2"], interpolation="linear", window=(32, 32, 32), pad_centred=centred)
+    vol = ds.volume(0, "T1")
+    pred.predict(vol, np.arange(27), np.zeros(27), "T2")
+    assert G.seen.shape == (1, 1, 32, 32, 32)
+    torch.testing.assert_close(G.seen[0], item["x_in"], rtol=0, atol=1e-6)
+    assert torch.all(pad_to(torch.zeros(1, 27), (32,), centred) == torch.tensor([-1.0] * (2 if centred else 0) + [0.0] * 27 + [-1.0] * (3 if centred else 5)))
+
+
 def test_corner_matches_monai_sampler():
     from monai.data.utils import get_random_patch
 

@@ -154,14 +154,17 @@ def test_one_line_errors(setup, tmp_path, capsys):
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint at all")
     evil = tmp_path / "evil.pt"
-    torch.save({"format": "unicoal-model/2", "x": _Evil()}, evil)  # a pickled object, not weights
+    torch.save({"format": "unicoal-model/3", "x": _Evil()}, evil)  # a pickled object, not weights
     old = tmp_path / "v1.pt"
     torch.save({**torch.load(setup["ckpt"], weights_only=True), "format": "unicoal-model/1"}, old)  # before issue #15
+    old2 = tmp_path / "before20.pt"
+    torch.save({**torch.load(setup["ckpt"], weights_only=True), "format": "unicoal-model/2"}, old2)  # before issue #20
     cases = [
         (["--checkpoint", str(junk), "--to", "T1", "--thickness", "2"], "unreadable checkpoint"),
         (["--checkpoint", str(evil), "--to", "T1", "--thickness", "2"], "unreadable checkpoint"),
         (["--checkpoint", str(tmp_path / "none.pt"), "--to", "T1", "--thickness", "2"], "checkpoint not found"),
         (["--checkpoint", str(old), "--to", "T1", "--thickness", "2"], "checkpoint format unicoal-model/1 is written before"),
+        (["--checkpoint", str(old2), "--to", "T1", "--thickness", "2"], "checkpoint format unicoal-model/2 is written before the networks followed"),
         (["--checkpoint", str(setup["ckpt"]), "--to", "XYZ", "--thickness", "2"], "unknown modality"),
         (["--checkpoint", str(setup["ckpt"]), "--to", "FLAIR", "--thickness", "2"], "unknown target modality"),
         (["--checkpoint", str(setup["ckpt"]), "--to", "T1", "--thickness", "0"], "must be > 0"),

@@ -38,3 +38,24 @@ def test_unknown_keys_and_modalities_are_rejected():
         UniCoalConfig.paper().modality_index("FLAIR")
     with pytest.raises(dataclasses.FrozenInstanceError):
         UniCoalConfig.paper().z_dim = 3
+
+
+def test_new_fields_validate_and_round_trip():
+    cfg = UniCoalConfig.tiny(e_region="core", delta_bias_init=1.0)
+    assert UniCoalConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert (UniCoalConfig.paper().e_region, UniCoalConfig.paper().delta_bias_init) == ("full", 0.0)
+    with pytest.raises(ValueError, match="e_region"):
+        UniCoalConfig.tiny(e_region="centre")
+
+
+def test_paper_recipe_is_fp32_and_takes_the_sam_prior_from_the_checkpoint():
+    """Issue #20: the authors train in fp32 (no autocast in their code): every packaged config
+    inherits run.amp none (bf16 an option); the SAM prior is 'auto' (the checkpoint decides)."""
+    from unicoal.train.config import load_config, packaged_configs
+
+    for name in ("paper", "tiny", "task_cms", "task_sr", "task_cmsr", "task_one"):
+        cfg = load_config(name)
+        assert cfg.run.amp == "none", name
+        assert cfg.loss.sam_encoder == "auto", name
+    assert "paper" in packaged_configs()
+    assert load_config("tiny", {"run": {"amp": "bf16"}}).run.amp == "bf16"

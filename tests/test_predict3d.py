@@ -125,3 +125,43 @@ def test_predictor_preinterpolates_onto_the_target_grid():
 
     with pytest.raises(InputError, match="produces T1, not 'T2'"):
         pred.predict(vol, n, delta, "T2")
+
+
+def test_synthsr_predict_pads_centred_and_averages_the_flip():
+    """SynthSR's predict script: zero (-1) padding, centred, to a multiple of 32, then the mean of
+    the network on the volume and, flipped back, on its left-right mirror; the crop is undone."""
+    import torch.nn as nn
+
+    class Positional(nn.Module):  # output depends on the absolute voxel position: padding and flips show
+        size_multiple, receptive_radius = 4, 0
+
+        def forward(self, x, delta=None, c_out=None, z=None):
+            d, h, w = x.shape[2:]
+            pos = torch.arange(h, dtype=x.dtype).view(1, 1, 1, h, 1) * 0.01 + torch.arange(w, dtype=x.dtype).view(1, 1, 1, 1, w) * 0.002
+            return torch.tanh(x + pos + x.roll(1, dims=3))
+
+    G = Positional()
+    vol = np.random.default_rng(0).random((5, 20, 13)).astype(np.float32) * 0.8 + 0.1
+    n, delta = np.arange(5), np.zeros(5)
+    pred = VolumePredictor(G, modalities=["T1"], interpolation="linear", window=None, pad_multiple=32, pad_centred=True, flip_axis=1)
+    out = pred.predict(vol, n, delta, "T1")
+    x = torch.full((1, 1, 32, 32, 32), -1.0)
+    x[0, 0, 13:18, 6:26, 9:22] = torch.from_numpy(vol * 2 - 1)  # floor((32 - s) / 2) before
+    y = 0.5 * G(x) + 0.5 * torch.flip(G(torch.flip(x, dims=(3,))), dims=(3,))
+    want = np.clip((y[0, 0, 13:18, 6:26, 9:22].numpy() + 1) / 2, 0, 1)
+    np.testing.assert_allclose(out, want, atol=1e-6)
+    plain = VolumePredictor(G, modalities=["T1"], interpolation="linear", window=None).predict(vol, n, delta, "T1")
+    assert np.abs(plain - out).max() > 1e-3  # the test can fail: without the flip and the centring it differs
+
+
+def test_synthsr_checkpoint_wires_the_authors_inference():
+    spec = get_method("synthsr")
+    cfg = spec.model_config({"preset": "tiny", "modalities": ["T1"]})
+    G, _ = spec.build_models(cfg)
+    ckpt = {"model_config": cfg.to_dict(), "state_dict": G.state_dict(), "modalities": ["T1"]}
+    pred = VolumePredictor.from_checkpoint(spec, ckpt)
+    assert (pred.pad_multiple, pred.pad_centred, pred.flip_axis) == (8, True, 1)
+    dr = get_method("deepresolve")
+    c2 = dr.model_config({"preset": "tiny", "modalities": ["T1"]})
+    p2 = VolumePredictor.from_checkpoint(dr, {"model_config": c2.to_dict(), "state_dict": dr.build_models(c2)[0].state_dict(), "modalities": ["T1"]})
+    assert (p2.pad_multiple, p2.pad_centred, p2.flip_axis) == (1, False, None)

@@ -12,8 +12,7 @@ import pytest
 from unicoal.cli import main
 from unicoal.errors import InputError
 from unicoal.evaluate.rows import read_rows
-from unicoal.evaluate.segment import (
-    REGION_SETS, dice, dice_files, dice_rows, region_dice, region_masks)
+from unicoal.evaluate.dice import REGION_SETS, dice, dice_files, dice_rows, region_dice, region_masks
 
 
 def _grid(n: int = 48) -> np.ndarray:

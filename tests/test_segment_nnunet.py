@@ -12,8 +12,8 @@ import pytest
 
 from unicoal.cli import main
 from unicoal.errors import InputError
-from unicoal.evaluate.segment import (
-    NnunetRoot, _inline_pools, export_dataset, nnunet_environment)
+from unicoal.evaluate.nnunet.environment import NnunetRoot, inline_pools, nnunet_environment
+from unicoal.evaluate.nnunet.export import export_dataset
 
 _AFFINE = np.array([[1.2, 0, 0, -20.0], [0, 1.0, 0, -16.0], [0, 0, 1.0, -16.0], [0, 0, 0, 1]])
 
@@ -86,7 +86,7 @@ def test_export_is_accepted_by_nnunet_integrity_check(tmp_path):
     assert np.array_equal(img.get_fdata(), src.get_fdata())
     assert set(np.unique(np.asarray(lab.dataobj)).tolist()) == {0, 1}
     assert not any(p.name.startswith(".") for p in folder.parent.iterdir())  # no temp folder left
-    with nnunet_environment(tmp_path / "nn"), _inline_pools(True):
+    with nnunet_environment(tmp_path / "nn"), inline_pools(True):
         from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
 
         verify_dataset_integrity(str(folder), 1)  # raises on any problem
@@ -178,8 +178,14 @@ def test_end_to_end_tiny_training_on_cpu(tmp_path, capsys):
     assert weights.is_file()
     stamp = weights.stat().st_mtime_ns
     assert main(["segment", "train", "--nnunet-root", root, "--dataset-id", "501", "--epochs", "3",
-                 "--iterations-per-epoch", "10", "--device", "cpu", "--base-features", "8", "--resume"]) == 0
-    assert weights.stat().st_mtime_ns == stamp  # --resume keeps a finished model
+                 "--iterations-per-epoch", "10", "--device", "cpu", "--base-features", "8"]) == 0
+    assert weights.stat().st_mtime_ns == stamp  # a finished model is kept, not retrained
+    assert "already holds final weights" in capsys.readouterr().err
+    # ... and one of another schedule in the same folder is refused, not silently reused
+    assert main(["segment", "train", "--nnunet-root", root, "--dataset-id", "501", "--epochs", "4",
+                 "--iterations-per-epoch", "10", "--device", "cpu", "--base-features", "8"]) == 1
+    err = capsys.readouterr().err
+    assert "finished model of 3 epochs x 10 iterations, not 4 x 10" in err and err.count("\n") == 1
 
     data = tmp_path / "data"
     # a "synthesized" test volume: the real one with noise in the background, zeroed by the brain mask
@@ -274,3 +280,46 @@ def test_end_to_end_on_embedded_phantom_cohort(tmp_path):
         seg = nib.load(str(tmp_path / "seg" / f"{r.subject}_T1_seg.nii.gz"))
         ref = nib.load(str(r.path))
         assert seg.shape == ref.shape and np.allclose(seg.affine, ref.affine, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_train_resumes_from_checkpoint_after_a_kill(tmp_path, capsys):
+    """A training killed mid-run (as by a job's time limit) continues from nnU-Net's
+    checkpoint_latest.pth when the same command runs again: no re-planning, epochs counted on."""
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    sheet = make_sphere_cohort(tmp_path / "data", n_train=2, n_test=0, seed=3)
+    root = tmp_path / "nn"
+    assert main(["segment", "export", "--samplesheet", str(sheet), "--out-dir", str(root), "--dataset-id", "503", "--name", "Kill"]) == 0
+    cmd = ["segment", "train", "--nnunet-root", str(root), "--dataset-id", "503", "--epochs", "4", "--iterations-per-epoch", "3",
+           "--val-iterations", "1", "--device", "cpu", "--threads", "1", "--base-features", "4"]
+    fold = root / "nnUNet_results" / "Dataset503_Kill" / "nnUNetTrainerUnicoal__nnUNetPlans_f4__3d_fullres" / "fold_all"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "unicoal", *cmd], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 300
+        while not (fold / "checkpoint_latest.pth").is_file() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert (fold / "checkpoint_latest.pth").is_file(), proc.stderr.read().decode()[-2000:] if proc.poll() is not None else "timeout"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL and not (fold / "weights_final.pth").exists()
+    capsys.readouterr()
+    assert main(cmd) == 0
+    err = capsys.readouterr().err
+    resumed = [line for line in err.splitlines() if line.startswith("unicoal segment train: resuming")]
+    assert len(resumed) == 1, err[-3000:]
+    epoch = int(resumed[0].split(" at epoch ")[1].split()[0])
+    assert 1 <= epoch < 4
+    assert "fingerprint" not in err.splitlines()[-1]  # no re-planning: only the training was timed
+    assert (fold / "weights_final.pth").is_file() and not (fold / "checkpoint_latest.pth").exists()
+    # nnU-Net's log of the resumed run starts at the checkpoint's epoch and ends at the last one
+    logs = sorted(fold.glob("training_log_*.txt"), key=lambda p: p.stat().st_mtime)
+    epochs = [int(m.group(1)) for m in re.finditer(r": Epoch (\d+)\s*$", logs[-1].read_text(), re.M)]
+    assert epochs == list(range(epoch, 4)), epochs

@@ -189,3 +189,133 @@ def test_perceptual_fallback_is_the_shipped_litemedsam_encoder_and_is_logged(cap
     x = torch.rand(2, 1, 32, 32) * 2 - 1
     assert loss.embed(x).shape == (2, 128, 16, 16)
     assert float(loss(x, x)) == 0.0 and float(loss(x, x.flip(-1))) > 0.0
+
+
+# --- update order within a step (optim.update_order) --------------------------------------------
+def _order_trainer(method: str, order: str | None = None):
+    from unicoal.train.distributed import DistInfo
+    from unicoal.train.loop import Trainer
+
+    over = {"optim": {"batch_size": 1, "total_steps": 4}, "run": {"tensorboard": False}}
+    if order is not None:
+        over["optim"]["update_order"] = order
+    cfg = load_config(f"{method}_tiny", over)
+    torch.manual_seed(0)
+    return cfg, Trainer(cfg, steps_per_epoch=4, info=DistInfo(device="cpu"))
+
+
+def _record_order(tr, with_d: bool = False) -> list[str]:
+    """The optimiser steps and G (and D) forwards of one train_step, in the order they happen."""
+    events: list[str] = []
+    for name, opt in (("D", tr.opt_D), ("G", tr.opt_G)):
+        opt.register_step_post_hook(lambda *_, n=name: events.append(f"step {n}"))
+    tr.G.register_forward_hook(lambda *_: events.append("forward G"))
+    if with_d:
+        tr.D.register_forward_hook(lambda *_: events.append("forward D"))
+    mc = tr.model_cfg
+    g = torch.Generator().manual_seed(1)
+    s = mc.img_resolution
+    tr.train_step({"x_in": torch.rand(1, mc.num_inputs, s, s, generator=g) * 2 - 1, "y": torch.rand(1, 1, s, s, generator=g) * 2 - 1,
+                   "delta": torch.zeros(1), "c_out": torch.zeros(1, dtype=torch.long)})
+    return events
+
+
+@pytest.mark.parametrize("method", ["pix2pix", "pgan", "resvit", "autogan"])
+def test_pix2pix_family_updates_d_before_g_from_one_forward(method):
+    """The authors' optimize_parameters (pix2pix, pGAN, ResViT, ProvoGAN; AutoGAN's train()):
+    forward G once, step D on the detached output, then step G through the updated D."""
+    cfg, tr = _order_trainer(method)
+    assert cfg.optim.update_order == "d_then_g"
+    assert _record_order(tr) == ["forward G", "step D", "step G"]
+
+
+def test_update_orders_and_the_generator_loss_sees_the_updated_discriminator():
+    _, tr = _order_trainer("pix2pix", "g_then_d")
+    assert _record_order(tr) == ["forward G", "step G", "forward G", "step D"]
+    _, tr = _order_trainer("pix2pix", "d_then_g_refresh")
+    assert _record_order(tr) == ["forward G", "step D", "forward G", "step G"]
+    # d_then_g: D's fake and real passes, D's step, then G's adversarial term through the updated D
+    _, tr = _order_trainer("pix2pix", "d_then_g")
+    assert _record_order(tr, with_d=True) == ["forward G", "forward D", "forward D", "step D", "forward D", "step G"]
+    assert load_config("pix2pix_tiny").optim.update_order == "d_then_g"
+    # Uni-COAL follows its authors' unicoal_model.optimize_parameters (D, then G on a second
+    # forward); SC-GAN its authors' training.py (G, then D) although it inherits paper.yaml
+    assert load_config("tiny").optim.update_order == "d_then_g_refresh"
+    assert load_config("paper").optim.update_order == "d_then_g_refresh"
+    assert load_config("scgan").optim.update_order == "g_then_d"
+    with pytest.raises(InputError, match="update_order"):
+        load_config("tiny", {"optim": {"update_order": "sideways"}})
+
+
+# --- AutoGAN-Synthesizer's content loss ---------------------------------------------------------
+def test_mse_style_and_tv_terms_follow_the_authors_formulas():
+    from unicoal.nn.perceptual import StyleLoss, gram
+    from unicoal.train.losses import total_variation
+
+    x = torch.tensor([[[[0.0, 1.0], [3.0, 2.0]]]])
+    assert float(total_variation(x)) == 1.0 + 1.0 + 3.0 + 1.0
+    f = torch.arange(8.0).reshape(1, 2, 2, 2)
+    flat = f.reshape(1, 2, 4)
+    torch.testing.assert_close(gram(f), flat @ flat.transpose(1, 2) / 8)
+
+    class _Two(torch.nn.Module):  # two "layers": the image itself and its square
+        def forward(self, x):
+            return [x, x * x]
+
+    style = StyleLoss(features=_Two())
+    fake, real = torch.rand(2, 1, 4, 4) * 2 - 1, torch.rand(2, 1, 4, 4) * 2 - 1
+    u, v = ((fake + 1) / 2).expand(-1, 3, -1, -1), ((real + 1) / 2).expand(-1, 3, -1, -1)
+    want = ((gram(u) - gram(v)) ** 2).mean() + ((gram(u * u) - gram(v * v)) ** 2).mean()
+    torch.testing.assert_close(style(fake, real), want)
+
+    cfg = LossConfig(adversarial=False, l1_weight=0.0, sam_weight=0.0, blur_sigma=0.0, mse_weight=1.0, style_weight=1e5, tv_weight=1e-7)
+    G = _ShiftG(0.2)
+    loss = UniCoalLoss(G, None, cfg, style=style)
+    batch = _batch()
+    total, stats = loss.generator_loss(batch, None, 0.0)
+    fake = G(batch["x_in"], None, None)
+    mse = (((fake + 1) / 2 - (batch["y"] + 1) / 2) ** 2).mean()
+    tv = total_variation((fake + 1) / 2)
+    torch.testing.assert_close(stats["G_mse"], mse.detach())
+    torch.testing.assert_close(stats["G_tv"], tv.detach())
+    torch.testing.assert_close(total, mse + 1e5 * style(fake, batch["y"]) + 1e-7 * tv)
+
+
+def test_autogan_config_is_the_authors_content_loss():
+    cfg = load_config("autogan")
+    assert (cfg.loss.mse_weight, cfg.loss.style_weight, cfg.loss.tv_weight, cfg.loss.l1_weight) == (1.0, 1e5, 1e-7, 0.0)
+    assert cfg.loss.perceptual_network == "vgg16" and cfg.data.augment == ("rot90", "mirror", "saturation")
+
+
+def test_fallback_weights_are_recorded_from_the_config():
+    from unicoal.train.config import fallback_weights
+
+    assert set(fallback_weights(load_config("pgan").to_dict())) == {"VGG16"}
+    assert set(fallback_weights(load_config("autogan").to_dict())) == {"VGG16"}
+    assert set(fallback_weights(load_config("resvit").to_dict())) == {"ViT"}
+    assert fallback_weights(load_config("pgan", {"loss": {"perceptual_checkpoint": "/w/vgg16.pth"}}).to_dict()) == {}
+    assert fallback_weights(load_config("resvit", {"model": {"vit_weights": "/w/R50+ViT-B_16.npz"}}).to_dict()) == {}
+    assert fallback_weights(load_config("pix2pix").to_dict()) == {}
+    assert fallback_weights(load_config("autogan", {"parity": "official"}).to_dict()) == {}  # the Uni-COAL authors' variant: no VGG
+    # a plan's config as written (base: + overrides) is judged the same without loading it
+    assert set(fallback_weights({"base": "pgan", "method": "pgan"})) == {"VGG16"}
+    assert fallback_weights({"base": "pgan", "method": "pgan", "loss": {"perceptual_weight": 0}}) == {}
+    from unicoal.pretrained import NEEDS
+
+    for method, needs in NEEDS.items():  # the rule table's defaults are the packaged configs' values
+        cfg = load_config("paper" if method == "unicoal" else method)
+        for _, (_, uses, _, _) in needs.items():
+            assert all(getattr(cfg.loss, key) == default for key, default in uses), method
+
+
+def test_parity_official_is_the_unicoal_authors_reimplementation():
+    """Default: the original authors' recipe; parity official: the Uni-COAL authors' variant."""
+    ours, theirs = load_config("autogan"), load_config("autogan", {"parity": "official"})
+    assert ours.model["kspace"] and ours.loss.style_weight == 1e5 and ours.data.augment
+    assert not theirs.model["kspace"] and theirs.loss.l1_weight == 100 and theirs.loss.style_weight == 0 and not theirs.data.augment
+    assert load_config("provogan").model["ngf"] == 24 and load_config("provogan", {"parity": "official"}).model["ngf"] == 64
+    official = load_config("resvit", {"parity": "official"})
+    assert official.model["pretrain_steps"] == 0 and official.optim.batch_size == 32
+    # command-line overrides still win over the variant
+    assert load_config("pix2pix", {"parity": "official", "optim": {"batch_size": 4}}).optim.batch_size == 4
+    assert load_config("pix2pix", {"parity": "official"}).optim.batch_size == 32

@@ -64,7 +64,7 @@ def test_checkpoint_contents_load_weights_only(tmp_path, sheet):
     assert {"G", "D", "G_ema", "opt_G", "opt_D", "sched_G", "sched_D", "rng", "step", "config", "model_config"} <= set(ck)
     assert isinstance(ck["rng"]["torch"], torch.Tensor) and len(ck["rng"]["python"][1]) == 625
     model = torch.load(run / "model.pt", weights_only=True)
-    assert model["format"] == "unicoal-model/2" and model["modalities"] == ["T1", "T2", "PD"]
+    assert model["format"] == "unicoal-model/3" and model["modalities"] == ["T1", "T2", "PD"]
     assert model["num_inputs"] == 4 and model["resolution"] == 32
     for k, v in model["state_dict"].items():
         assert torch.equal(v, ck["G_ema"][k])

@@ -47,6 +47,8 @@ __all__ = [
 ]
 
 PADDINGS = ("replicate", "constant")
+#: in-plane augmentations (``data.augment``; AutoGAN-Synthesizer's ``datasets.py``)
+AUGMENTATIONS = ("rot90", "mirror", "saturation")
 
 
 # --------------------------------------------------------------------------------------------
@@ -166,6 +168,19 @@ class DataConfig:
         foreground_only: only target slices with signal (needs all volumes loaded at start).
         cache_dir: optional folder for memory-mapped ``.npy`` copies of the volumes.
         slice_axis: voxel slice axis (default: from the affine, see :class:`Grid`).
+        pairs: the (source, target) directions drawn, uniformly with the ratio (``None``: every
+            input modality with every output modality). A unified model trains the directions
+            its table cell evaluates (``unicoal plan`` sets them); all of them only when asked.
+        identity_items: whether an item may have source == target at ratio 1 (the input itself
+            as the target). ``None``: only when the data train SR (a ratio > 1) -- the Uni-COAL
+            authors' sampler draws such items among its SR thicknesses -- or when nothing else is
+            asked for; the trainer sets ``false`` for methods without SR
+            (:func:`unicoal.train.config.resolve_model`).
+        augment: in-plane augmentations drawn per item and applied to source and target alike
+            (AutoGAN-Synthesizer): ``rot90`` (by 90, 180 or 270 degrees, as the authors: never 0),
+            ``mirror`` (left-right, probability 1/2), ``saturation`` (a factor in [0.8, 1.2],
+            recorded; torchvision's saturation leaves grey slices unchanged, see
+            :meth:`SliceDataset.make_item`).
     """
 
     modalities: tuple[str, ...] = ("T1", "T2", "PD")
@@ -181,6 +196,9 @@ class DataConfig:
     foreground_only: bool = False
     cache_dir: str | None = None
     slice_axis: int | None = None
+    pairs: tuple[tuple[str, str], ...] | None = None
+    identity_items: bool | None = None
+    augment: tuple[str, ...] = ()
 
     def __post_init__(self):
         set_ = functools.partial(object.__setattr__, self)
@@ -214,6 +232,27 @@ class DataConfig:
             raise ValueError(f"data.split must be train, val, test or all, got {self.split!r}")
         if self.slice_axis not in (None, 0, 1, 2):
             raise ValueError(f"data.slice_axis must be 0, 1, 2 or null, got {self.slice_axis}")
+        if self.pairs is not None:
+            pairs = tuple((str(a), str(b)) for a, b in (tuple(p) for p in self.pairs))
+            bad = [f"{a}>{b}" for a, b in pairs if a not in self.input_modalities or b not in self.output_modalities]
+            if not pairs or bad:
+                raise ValueError(f"data.pairs must be [source, target] pairs of data.input_modalities x output_modalities, got {bad or 'none'}")
+            set_("pairs", tuple(dict.fromkeys(pairs)))
+        if self.identity_items is None:  # SR trained, or nothing but identity items asked for
+            set_("identity_items", True)
+            set_("identity_items", any(r > 1.0 for r in ratios) or all(a == b and r == 1.0 for a, b, r in self.draws()))
+        set_("identity_items", bool(self.identity_items))
+        set_("augment", tuple(str(a) for a in self.augment))
+        if set(self.augment) - set(AUGMENTATIONS) or len(set(self.augment)) != len(self.augment):
+            raise ValueError(f"data.augment must be distinct names from {', '.join(AUGMENTATIONS)}, got {list(self.augment)}")
+        if not self.draws():
+            raise ValueError("every (source, target, ratio) the data allow is an identity item (same modality at ratio 1) and data.identity_items is false: "
+                             "give another output modality or a ratio > 1")
+
+    def draws(self) -> tuple[tuple[str, str, float], ...]:
+        """The (source, target, ratio) combinations items are drawn from, uniformly."""
+        pairs = self.pairs or tuple((a, b) for a in self.input_modalities for b in self.output_modalities)
+        return tuple((a, b, r) for a, b in pairs for r in self.ratios if self.identity_items or not (a == b and r == 1.0))
 
     @classmethod
     def fixed_task(cls, source: str, target: str, ratio: float, **kw) -> "DataConfig":
@@ -236,13 +275,18 @@ class DataConfig:
         unknown = set(d) - names
         if unknown:
             raise ValueError(f"unknown data config key(s) {sorted(unknown)} (allowed: {', '.join(sorted(names | {'task'}))})")
-        for key in ("modalities", "input_modalities", "output_modalities", "ratios"):
+        for key in ("modalities", "input_modalities", "output_modalities", "ratios", "augment"):
             if d.get(key) is not None:
                 d[key] = tuple(d[key])
+        if d.get("pairs") is not None:
+            d["pairs"] = tuple(tuple(p) for p in d["pairs"])
         return cls(**d)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["pairs"] is not None:
+            d["pairs"] = [list(p) for p in d["pairs"]]
+        return d
 
 
 @dataclass(frozen=True)
@@ -255,6 +299,9 @@ class ItemParams:
     c_out: int
     ratio: float
     phase: float
+    rot: int = 0  # quarter turns of the in-plane axes (data.augment rot90)
+    mirror: bool = False  # left-right flip (data.augment mirror)
+    saturation: float = 1.0  # data.augment saturation (changes no grey pixel: see make_item)
 
 
 @dataclass
@@ -311,6 +358,9 @@ class SliceDataset:
         self._volumes: dict[tuple[int, str], np.ndarray] = {}
         self._cin = [config.modalities.index(m) for m in config.input_modalities]
         self._cout = [config.modalities.index(m) for m in config.output_modalities]
+        # the legacy draw (c_in, c_out, ratio independently) where it is the same distribution
+        self._independent = config.pairs is None and config.identity_items
+        self._draws = [(config.modalities.index(a), config.modalities.index(b), r) for a, b, r in config.draws()]
         for i, s in enumerate(self.subjects):
             s.slices = self._eligible_slices(i)
         self._offsets = np.cumsum([0] + [len(s.slices) for s in self.subjects])
@@ -394,12 +444,23 @@ class SliceDataset:
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, ep, int(index)]))
         subject, k = self.locate(index)
         cfg = self.config
-        c_in = self._cin[int(rng.integers(len(self._cin)))]
-        c_out = self._cout[int(rng.integers(len(self._cout)))]
-        ratio = cfg.ratios[int(rng.integers(len(cfg.ratios)))]
+        if self._independent:
+            c_in = self._cin[int(rng.integers(len(self._cin)))]
+            c_out = self._cout[int(rng.integers(len(self._cout)))]
+            ratio = cfg.ratios[int(rng.integers(len(cfg.ratios)))]
+        else:  # uniform over the allowed directions and ratios (no identity items, given pairs)
+            c_in, c_out, ratio = self._draws[int(rng.integers(len(self._draws)))]
         phases = self.covering_phases(self.subjects[subject].grid.num_slices, ratio, k)
         phase = float(phases[int(rng.integers(len(phases)))])
-        return ItemParams(subject, k, c_in, c_out, ratio, phase)
+        aug = {}
+        if cfg.augment:  # drawn after the task, so configs without augmentation draw as before
+            if "rot90" in cfg.augment:
+                aug["rot"] = int(rng.integers(1, 4))
+            if "mirror" in cfg.augment:
+                aug["mirror"] = bool(rng.integers(2))
+            if "saturation" in cfg.augment:
+                aug["saturation"] = float(1.0 + (0.2 - 0.4 * rng.random()))
+        return ItemParams(subject, k, c_in, c_out, ratio, phase, **aug)
 
     def covering_phases(self, num_slices: int, ratio: float, k: int) -> np.ndarray:
         """Phases whose LR slabs fully contain HR slice ``k`` (so ``u`` stays in the range that
@@ -435,6 +496,13 @@ class SliceDataset:
         y = to_network(np.asarray(self.volume(p.subject, cfg.modalities[p.c_out])[p.k], dtype=np.float32))[None]
         x = fit_inplane(x, cfg.resolution, -1.0)
         y = fit_inplane(y, cfg.resolution, -1.0)
+        # augmentation: source and target alike. The saturation factor blends each slice with its
+        # own grey version (torchvision's adjust_saturation), which is the slice itself: grey
+        # MR slices have no saturation to change, as in the authors' grey-as-RGB images.
+        if p.rot:
+            x, y = np.rot90(x, p.rot, axes=(-2, -1)), np.rot90(y, p.rot, axes=(-2, -1))
+        if p.mirror:
+            x, y = x[..., ::-1], y[..., ::-1]
         return {
             "x_in": torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
             "y": torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)),

@@ -28,13 +28,18 @@ Applying the parameters:
    data keep their in-plane resolution), so this 1D resampling is the "pre-resampling" that the
    paper blames for the blur of the 3D methods; at ``t = 1`` it is exact (CMS);
 3. the pre-interpolated source patch ``x_in`` and the HR target patch ``y`` are mapped to
-   [-1, 1]; parts of a patch outside the volume (volumes smaller than the patch) are -1.
+   [-1, 1]; parts of a patch outside the volume (volumes smaller than the patch) are filled by
+   :func:`pad_to`, the one padding rule of the 3D methods: background (intensity 0, -1 in
+   network units) after the volume's far end, or centred for methods whose authors centre
+   (SynthSR's predict script). Synthesis (:mod:`unicoal.predictors.volume`) pads with the same
+   function, so a window that holds a whole volume sees what training showed it.
 
 Item keys (all tensors; ``P = (D, H, W)`` the patch size, slice axis first):
 ``x_in`` [1, D, H, W], ``y`` [1, D, H, W], ``delta`` [D] and ``u`` [D] (the offset and the
 LR-index position of every HR slice of the patch), ``c_in`` / ``c_out`` int64, ``ratio``,
-``phase`` float32, ``subject`` int64 and ``corner`` int64 [3] (voxel of the patch origin, slice
-axis first). Subclasses add keys through :meth:`PatchDataset3D.extra_items` (e.g. the raw LR
+``phase`` float32, ``subject`` int64, ``corner`` int64 [3] (voxel of the patch origin, slice
+axis first) and ``mask`` [1, D, H, W] float32, the brain area of the target (1 where the target
+is not background, ``y != -1``, as SC-GAN's authors define it; 0 in the padding). Subclasses add keys through :meth:`PatchDataset3D.extra_items` (e.g. the raw LR
 patch for methods that work on the LR grid, see :meth:`PatchDataset3D.lr_patch`).
 
 An epoch has, per subject, as many items as non-overlapping patches tile its volume
@@ -53,9 +58,36 @@ import numpy as np
 from unicoal.data import DataConfig, SliceDataset, lr_slices, to_network
 from unicoal.geometry import Grid, slice_positions, thick_slice_grid
 
-__all__ = ["PatchParams", "PatchDataset3D", "INTERPOLATIONS", "lr_layout", "preinterpolate", "random_patch_corner"]
+__all__ = ["PatchParams", "PatchDataset3D", "INTERPOLATIONS", "BACKGROUND", "lr_layout", "pad_offsets", "pad_to", "preinterpolate", "random_patch_corner"]
 
 INTERPOLATIONS = ("linear", "cubic", "lanczos")
+#: network-unit value of everything outside a volume (intensity 0: the skull-stripped background)
+BACKGROUND = -1.0
+
+
+def pad_offsets(size: Sequence[int], shape: Sequence[int], centred: bool = False) -> tuple[int, ...]:
+    """Voxels of padding before the data in each dimension when ``size`` is padded to ``shape``:
+    0 (far-end padding), or ``floor((shape - size) / 2)`` when ``centred`` (SynthSR's predict script)."""
+    if any(int(t) < int(s) for s, t in zip(size, shape)):
+        raise ValueError(f"cannot pad {tuple(size)} to the smaller {tuple(shape)}")
+    return tuple(((int(t) - int(s)) // 2 if centred else 0) for s, t in zip(size, shape))
+
+
+def pad_to(x, shape: Sequence[int], centred: bool = False, fill: float = BACKGROUND):
+    """The padding rule of the 3D methods, for training patches and synthesis alike: the last
+    ``len(shape)`` dimensions of ``x`` (numpy array or torch tensor, network units) padded to
+    ``shape`` with ``fill`` (background, -1), after the data or centred (:func:`pad_offsets`)."""
+    size = tuple(int(s) for s in x.shape[-len(shape):])
+    before = pad_offsets(size, shape, centred)
+    widths = [(b, int(t) - s - b) for s, t, b in zip(size, shape, before)]
+    if not any(b or a for b, a in widths):
+        return x
+    if isinstance(x, np.ndarray):
+        return np.pad(x, [(0, 0)] * (x.ndim - len(shape)) + widths, constant_values=fill)
+    import torch.nn.functional as F
+
+    pads = [v for b, a in reversed(widths) for v in (b, a)]
+    return F.pad(x, pads, mode="constant", value=fill)
 
 
 @dataclass(frozen=True)
@@ -109,7 +141,7 @@ class PatchDataset3D(SliceDataset):
     """
 
     def __init__(self, samplesheet: str | os.PathLike, config: DataConfig, *, seed: int = 0, rows=None,
-                 patch_size: Sequence[int] = (32, 32, 32), interpolation: str | None = "cubic"):
+                 patch_size: Sequence[int] = (32, 32, 32), interpolation: str | None = "cubic", pad_centred: bool = False):
         patch = tuple(int(p) for p in patch_size)
         if len(patch) != 3 or min(patch) < 1:
             raise ValueError(f"patch_size must be three positive ints (slices, rows, cols), got {tuple(patch_size)}")
@@ -119,6 +151,7 @@ class PatchDataset3D(SliceDataset):
             raise ValueError("interpolation None is only possible for thickness ratio 1 (CMS)")
         self.patch_size = patch
         self.interpolation = interpolation
+        self.pad_centred = bool(pad_centred)
         super().__init__(samplesheet, config, seed=seed, rows=rows)
         counts = [int(np.prod([math.ceil(s / p) for s, p in zip(self._shape(i), patch)])) for i in range(len(self.subjects))]
         self._offsets = np.cumsum([0] + counts)
@@ -203,11 +236,9 @@ class PatchDataset3D(SliceDataset):
         return {}
 
     def _fit(self, arr: np.ndarray) -> np.ndarray:
-        """Pad a cropped patch (volume smaller than the patch) to the patch size with 0 (-> -1)."""
-        pad = [(0, P - s) for s, P in zip(arr.shape, self.patch_size)]
-        if any(b for _, b in pad):
-            arr = np.pad(arr, pad, constant_values=0.0)
-        return arr
+        """A cropped patch (volume smaller than the patch) in network units, padded to the patch
+        size by :func:`pad_to` (the rule synthesis uses)."""
+        return pad_to(to_network(arr), self.patch_size, self.pad_centred)
 
     def make_item(self, p: PatchParams) -> dict[str, Any]:  # type: ignore[override]
         """Deterministic item for explicit parameters ``p``."""
@@ -217,10 +248,13 @@ class PatchDataset3D(SliceDataset):
         x, u = self.source_patch(p)
         y = np.asarray(self.volume(p.subject, cfg.modalities[p.c_out])[self._window(p)], dtype=np.float32)
         d = self.patch_size[0]
-        u_full = np.concatenate([u, np.full(d - len(u), u[-1] if len(u) else 0.0)])
+        (before,) = pad_offsets((len(u),), (d,), self.pad_centred)
+        u_full = np.pad(u, (before, d - len(u) - before), mode="edge") if len(u) else np.zeros(d)  # padded slices: the nearest u
+        y_net = self._fit(y)
         item = {
-            "x_in": torch.from_numpy(np.ascontiguousarray(to_network(self._fit(x))[None], dtype=np.float32)),
-            "y": torch.from_numpy(np.ascontiguousarray(to_network(self._fit(y))[None], dtype=np.float32)),
+            "x_in": torch.from_numpy(np.ascontiguousarray(self._fit(x)[None], dtype=np.float32)),
+            "y": torch.from_numpy(np.ascontiguousarray(y_net[None], dtype=np.float32)),
+            "mask": torch.from_numpy(np.ascontiguousarray((y_net != BACKGROUND)[None], dtype=np.float32)),
             "delta": torch.from_numpy((u_full - np.floor(u_full)).astype(np.float32)),
             "u": torch.from_numpy(u_full.astype(np.float32)),
             "c_in": torch.tensor(p.c_in, dtype=torch.int64),
@@ -243,4 +277,5 @@ class PatchDataset3D(SliceDataset):
         interpolation come from the resolved model section (``model.patch_size``,
         ``model.interpolation``)."""
         model = cfg.model
-        return cls(samplesheet, data_cfg, seed=cfg.run.seed, patch_size=model["patch_size"], interpolation=model.get("interpolation", "cubic"))
+        return cls(samplesheet, data_cfg, seed=cfg.run.seed, patch_size=model["patch_size"], interpolation=model.get("interpolation", "cubic"),
+                   pad_centred=bool(model.get("pad_centred", False)))

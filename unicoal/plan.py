@@ -2,7 +2,8 @@
 
 Each table is data in ``unicoal/experiments/<table>.yaml`` (methods, tasks, scales, metrics,
 and a ``test`` subset); ``profiles.yaml`` holds the run profiles (``test``: tiny models, few
-steps; ``full``: the paper's settings). :func:`build_plan` expands them over a samplesheet into
+steps; ``bench``: each table's ``bench`` subset, else its ``test`` one, tiny models, one budget
+per table, ``bench.max_steps``; ``full``: the paper's settings). :func:`build_plan` expands them over a samplesheet into
 
 * **train jobs** -- one per model to train. How many models a method needs follows its
   capabilities in :data:`unicoal.methods.METHODS` (paper Table V): a method that is *arbitrary
@@ -55,7 +56,7 @@ __all__ = [
 
 #: Tables reproduced by experiments (Table V is the capability summary, rendered from data).
 TABLES: tuple[str, ...] = ("table1", "table2", "table3", "table4", "table6")
-PROFILES: tuple[str, ...] = ("test", "full")
+PROFILES: tuple[str, ...] = ("test", "full", "bench")
 TRAININGS: tuple[str, ...] = ("auto", "per_table", "per_task", "per_cell")
 #: sections of a train config (unicoal.train.config) that a table entry may override
 CONFIG_SECTIONS: tuple[str, ...] = ("parity", "model", "data", "loss", "optim", "run")
@@ -142,6 +143,15 @@ class MethodEntry:
             bad = ({prof} - set(PROFILES)) | (set(over or {}) - set(CONFIG_SECTIONS) - {"base", "max_steps"})
             if bad:
                 raise ValueError(f"method {self.id!r}: profiles.{prof}: unknown profile or key(s) {sorted(bad)} (profiles: {', '.join(PROFILES)}; keys: base, max_steps, {', '.join(CONFIG_SECTIONS)})")
+            if prof == "bench" and "max_steps" in (over or {}):
+                raise ValueError(f"method {self.id!r}: profiles.bench.max_steps: the bench budget is one per table (the table's bench: {{max_steps: N}}), not per method")
+
+    def profile_overrides(self, profile: str) -> dict:
+        """This method's overrides under ``profile``; ``bench`` falls back to its ``test`` entry
+        (tiny models) without the per-method ``max_steps``: every method of a table gets one budget."""
+        if profile == "bench" and "bench" not in self.profiles:
+            return {k: v for k, v in (self.profiles.get("test") or {}).items() if k != "max_steps"}
+        return dict(self.profiles.get(profile) or {})
 
 
 @dataclass(frozen=True)
@@ -155,6 +165,10 @@ class Experiment:
     tasks: tuple[TaskEntry, ...]
     test_tasks: tuple[str, ...] | None = None
     test_scales: tuple[float, ...] | None = None
+    # -profile bench (issue #21): the table's representative cell and its one training budget
+    bench_tasks: tuple[str, ...] | None = None
+    bench_scales: tuple[float, ...] | None = None
+    bench_max_steps: int | None = None
 
     def __post_init__(self):
         bad = [m for m in self.metrics if m not in _METRICS]
@@ -166,24 +180,31 @@ class Experiment:
         ids = [m.id for m in self.methods]
         if len(set(ids)) != len(ids):
             raise ValueError(f"{self.table}: duplicate method ids {ids}")
-        unknown = [t for t in (self.test_tasks or ()) if t not in names]
-        if unknown:
-            raise ValueError(f"{self.table}: test.tasks {unknown} not among the tasks {names}")
+        for key in ("test", "bench"):
+            unknown = [t for t in (getattr(self, f"{key}_tasks") or ()) if t not in names]
+            if unknown:
+                raise ValueError(f"{self.table}: {key}.tasks {unknown} not among the tasks {names}")
+        if self.bench_max_steps is not None and int(self.bench_max_steps) < 1:
+            raise ValueError(f"{self.table}: bench.max_steps must be >= 1, got {self.bench_max_steps}")
 
     @property
     def dice(self) -> bool:
         return "DSC" in self.metrics
 
     def tasks_for(self, profile: str) -> tuple[TaskEntry, ...]:
-        """The tasks (and scales) a profile runs: all for ``full``, the ``test`` subset for ``test``."""
-        if profile != "test":
+        """The tasks (and scales) a profile runs: all for ``full``, the ``test`` subset for ``test``;
+        ``bench``: the ``bench`` subset where the table has one, else its ``test`` subset."""
+        if profile not in ("test", "bench"):
             return self.tasks
-        picked = [t for t in self.tasks if self.test_tasks is None or t.name in self.test_tasks]
-        if self.test_scales is None:
+        names, subset_scales = self.test_tasks, self.test_scales
+        if profile == "bench" and (self.bench_tasks is not None or self.bench_scales is not None):
+            names, subset_scales = self.bench_tasks, self.bench_scales
+        picked = [t for t in self.tasks if names is None or t.name in names]
+        if subset_scales is None:
             return tuple(picked)
         out = []
         for t in picked:
-            scales = tuple(s for s in self.test_scales if not (t.source == t.target and math.isclose(s, 1.0)))
+            scales = tuple(s for s in subset_scales if not (t.source == t.target and math.isclose(s, 1.0)))
             if scales:
                 out.append(TaskEntry(t.name, t.source, t.target, scales, t.dataset, t.dice))
         return tuple(out)
@@ -214,11 +235,15 @@ def _parse_experiment(where: str, doc: Any) -> Experiment:
             for m in doc["methods"]
         )
         test = doc.get("test") or {}
+        bench = doc.get("bench") or {}
         return Experiment(
             table=str(doc["table"]), title=str(doc.get("title", "")), metrics=tuple(doc.get("metrics") or ("PSNR", "SSIM")),
             methods=methods, tasks=tasks,
             test_tasks=tuple(test["tasks"]) if test.get("tasks") else None,
             test_scales=tuple(float(s) for s in test["scales"]) if test.get("scales") else None,
+            bench_tasks=tuple(bench["tasks"]) if bench.get("tasks") else None,
+            bench_scales=tuple(float(s) for s in bench["scales"]) if bench.get("scales") else None,
+            bench_max_steps=int(bench["max_steps"]) if bench.get("max_steps") is not None else None,
         )
     except KeyError as err:
         raise InputError(where, f"missing key {err}", "every table needs table, methods (id, method) and tasks (name, source, target, scales)") from None
@@ -411,7 +436,8 @@ def build_plan(
     """Expand experiments over a samplesheet (rows with splits) into train and synthesize jobs.
 
     Args:
-        profile: ``test`` (each table's test subset, tiny models) or ``full``.
+        profile: ``test`` (each table's test subset, tiny models), ``bench`` (each table's bench
+            subset, tiny models, one training budget per table: issue #21) or ``full``.
         methods: keep only these table ids or registry names (``None``: all).
         ignore_registry: plan every method of the tables, registered or not (``-stub-run``).
         max_test_subjects / max_steps: override the profile's limits.
@@ -442,6 +468,8 @@ def build_plan(
 
     for exp in experiments:
         tasks = exp.tasks_for(profile)
+        # -profile bench: one budget for every learned method of the table (--max-steps still wins)
+        table_steps = exp.bench_max_steps if profile == "bench" and max_steps is None and exp.bench_max_steps is not None else steps
         cells = []
         for t in tasks:
             if t.source not in available or t.target not in available or t.source not in train_mods or t.target not in train_mods:
@@ -482,11 +510,14 @@ def build_plan(
                             "ratios": sorted({c.scale for c in gcells}),
                         },
                     }
-                    per_profile = dict(entry.profiles.get(profile) or {})
-                    job_steps = steps if max_steps is not None or "max_steps" not in per_profile else per_profile["max_steps"]
+                    directions = sorted({(c.source, c.target) for c in gcells}, key=lambda d: (_MODALITIES.index(d[0]), _MODALITIES.index(d[1])))
+                    if "sr" not in tasks_ok and len(directions) > 1:  # a unified CMS model trains the directions its cells evaluate
+                        task["data"]["pairs"] = [list(d) for d in directions]
+                    per_profile = entry.profile_overrides(profile)
+                    job_steps = table_steps if max_steps is not None or "max_steps" not in per_profile else per_profile["max_steps"]
                     per_profile.pop("max_steps", None)
                     config = _deep_merge(_deep_merge(_deep_merge(overrides, task), entry.overrides), per_profile)
-                    content = json.dumps(config, sort_keys=True)
+                    content = json.dumps({"config": config, "max_steps": job_steps}, sort_keys=True)
                     if content in by_content:
                         train_id = by_content[content]
                         job = trains[train_id]

@@ -629,7 +629,7 @@ def generate_cohort(out_dir: str | os.PathLike, subjects: int = 4, preset: Phant
     if out.exists() and not out.is_dir():
         raise InputError(out, "output exists and is not a folder", "choose another --out")
     try:
-        from tqdm import tqdm
+        from unicoal.progress import progress as tqdm  # a bar on a TTY, plain lines in batch logs
     except ImportError:  # pragma: no cover
         tqdm = None
     ids = [subject_id(i) for i in range(1, subjects + 1)]

@@ -18,7 +18,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import sys
 
-    from tqdm import tqdm
+    from unicoal.progress import progress as tqdm  # a bar on a TTY, plain lines in batch logs
 
     from unicoal.errors import InputError
     from unicoal.io import write_json

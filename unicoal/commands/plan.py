@@ -10,7 +10,7 @@ def add_arguments(p) -> None:
     p.add_argument("--out", required=True, help="jobs file: .csv (one row per job) or .json (jobs plus a summary)")
     p.add_argument("--config-dir", default=None, help="folder for one train config YAML per train job (default: configs/ beside --out)")
     p.add_argument("--methods", nargs="+", default=None, metavar="METHOD", help="only these methods (table ids like Uni-COAL_sr or registry names)")
-    p.add_argument("--profile", choices=("test", "full"), default="full", help="test: each table's test subset with tiny models; full: the paper (default)")
+    p.add_argument("--profile", choices=("test", "bench", "full"), default="full", help="test: each table's test subset with tiny models; bench: each table's representative cell, tiny models, one budget per table (docs/benchmark.md); full: the paper (default)")
     p.add_argument("--max-test-subjects", type=int, default=None, help="synthesize for at most this many test subjects (default: from the profile)")
     p.add_argument("--max-steps", type=int, default=None, help="training steps per model (default: from the profile; none = the config's epochs)")
     p.add_argument("--ignore-registry", action="store_true", help="plan every method of the tables, registered or not (for -stub-run wiring checks)")

@@ -58,7 +58,9 @@ def add_arguments(parser) -> None:
 
     p = sub.add_parser("train", help="plan, preprocess and train nnU-Net on an exported dataset",
                        description="nnU-Net v2 fingerprint + plan + preprocess, then train nnUNetTrainerUnicoal "
-                                   "(nnU-Net's trainer with a settable schedule).")
+                                   "(nnU-Net's trainer with a settable schedule). Resumable: run it again on the same "
+                                   "--nnunet-root after a kill and it continues from nnU-Net's checkpoint_latest.pth; "
+                                   "a finished model is kept, not retrained.")
     _common_model(p)
     p.add_argument("--fold", type=_fold, default="all", help="0-4 (nnU-Net's 5-fold split) or all (default: all training cases)")
     p.add_argument("--epochs", type=positive_int, default=1000, help="epochs (default: 1000, nnU-Net's)")
@@ -69,7 +71,9 @@ def add_arguments(parser) -> None:
     p.add_argument("--base-features", type=positive_int, default=None,
                    help="override the planned feature counts with BASE*2^stage (CPU smoke runs; default: nnU-Net's plan)")
     p.add_argument("--no-verify", action="store_true", help="skip nnU-Net's dataset integrity check")
-    p.add_argument("--resume", action="store_true", help="continue an unfinished training from checkpoint_latest.pth")
+    p.add_argument("--resume", action="store_true",
+                   help="accepted for older scripts: resuming is automatic (an unfinished training in --nnunet-root "
+                        "continues from nnU-Net's checkpoint_latest.pth; a finished one is kept)")
     p.add_argument("--seed", type=int, default=0, help="torch/numpy seed (nnU-Net training is not bit-reproducible)")
     p.set_defaults(_step=_run_train)
 
@@ -132,7 +136,7 @@ def add_arguments(parser) -> None:
 def _run_export(args) -> None:
     import sys
 
-    from unicoal.evaluate.segment import export_dataset
+    from unicoal.evaluate.nnunet.export import export_dataset
 
     folder = export_dataset(args.samplesheet, args.out_dir, modality=args.modality, splits=args.split,
                             dataset_id=args.dataset_id, name=args.name, regions=args.regions)
@@ -143,12 +147,12 @@ def _run_export(args) -> None:
 def _run_train(args) -> None:
     import sys
 
-    from unicoal.evaluate.segment import TrainConfig, train
+    from unicoal.evaluate.nnunet.training import TrainConfig, train
 
     cfg = TrainConfig(configuration=args.configuration, fold=args.fold, epochs=args.epochs,
                       iterations_per_epoch=args.iterations_per_epoch, val_iterations=args.val_iterations,
                       device=args.device, processes=args.processes, threads=args.threads,
-                      base_features=args.base_features, verify=not args.no_verify, resume=args.resume, seed=args.seed)
+                      base_features=args.base_features, verify=not args.no_verify, seed=args.seed)
     res = train(args.nnunet_root, args.dataset_id, cfg)
     times = ", ".join(f"{k} {v:.1f}s" for k, v in res.seconds.items())
     print(f"unicoal segment train: model in {res.model_dir} (fold {res.fold}); {times}", file=sys.stderr)
@@ -158,7 +162,7 @@ def _run_train(args) -> None:
 def _run_predict(args) -> None:
     import sys
 
-    from unicoal.evaluate.segment import PredictConfig, predict
+    from unicoal.evaluate.nnunet.prediction import PredictConfig, predict
 
     cfg = PredictConfig(configuration=args.configuration, device=args.device, threads=args.threads,
                         use_mirroring=not args.no_mirroring, tile_step_size=args.tile_step_size)
@@ -178,8 +182,9 @@ def _details(res) -> dict:
 def _run_real(args) -> None:
     import sys
 
+    from unicoal.evaluate.dice import dice_convention
+    from unicoal.evaluate.nnunet.prediction import PredictConfig, score_real
     from unicoal.evaluate.rows import format_value, write_rows
-    from unicoal.evaluate.segment import PredictConfig, dice_convention, score_real
     from unicoal.io import check_writable, sidecar_path, write_json
 
     check_writable(args.out)
@@ -199,8 +204,8 @@ def _run_dice(args) -> None:
     import sys
 
     from unicoal.errors import InputError
+    from unicoal.evaluate.dice import dice_convention, dice_files, dice_rows
     from unicoal.evaluate.rows import format_value, write_rows
-    from unicoal.evaluate.segment import dice_convention, dice_files, dice_rows
     from unicoal.io import check_writable, nifti_stem, sidecar_path, write_json
 
     if len(args.pred) != len(args.truth):

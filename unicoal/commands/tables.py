@@ -18,6 +18,8 @@ def add_arguments(p) -> None:
     p.add_argument("--alpha", type=float, default=0.05, help="significance level for the * mark (default 0.05)")
     p.add_argument("--std-ddof", type=int, default=0, choices=(0, 1), help="std over subjects: 0 = population (default), 1 = sample")
     p.add_argument("--table", dest="tables", action="append", default=None, help="only these tables (repeatable)")
+    p.add_argument("--configs", action="append", default=[], metavar="PATH",
+                   help="train configs (or their folder, or model.pt files): mark with § the methods trained without the user's pretrained weights")
 
 
 def run(args) -> int:
@@ -51,9 +53,12 @@ def run(args) -> int:
     reference = load_reference(ref_dir) if ref_dir else None
     tests = read_stats(args.stats) if args.stats else None
     subject_rows = _subject_rows(args.inputs)
+    from unicoal.report.tables import fallbacks_from_configs
+
+    fallbacks = fallbacks_from_configs(args.configs) if args.configs else None
     try:
         manifest = write_tables(args.out_dir, ours, reference, tests, convention=args.convention, slicewise=args.slicewise,
-                                alpha=args.alpha, test=args.test, tables=args.tables, subject_rows=subject_rows)
+                                alpha=args.alpha, test=args.test, tables=args.tables, subject_rows=subject_rows, fallbacks=fallbacks)
     except ValueError as err:
         raise InputError(None, str(err), "pass each result once, for one convention") from None
     if manifest["unmatched"]:

@@ -8,8 +8,10 @@ def add_arguments(p) -> None:
     p.add_argument("--config", required=True, help="training config: a YAML path or a packaged name (paper, tiny, task_cms, task_sr, task_cmsr, task_one)")
     p.add_argument("--samplesheet", help="preprocessed samplesheet CSV (subject,modality,path[,label][,split]; all modalities of a subject on one grid, intensities in [0, 1])")
     p.add_argument("--out", help="run directory (config.json, log.csv, checkpoints/last.pt, model.pt)")
-    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.pt")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default); bf16 autocast on CUDA")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from RUN_DIR/checkpoints/last.pt (also after SIGUSR2/SIGTERM: those save it after the current "
+                        "step and exit 140/143)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default); fp32 on CUDA (run.amp: bf16 for bf16 autocast)")
     p.add_argument("--max-steps", type=int, default=None, help="total optimiser steps (overrides optim.total_steps; the lr schedule uses this horizon)")
     p.add_argument("--seed", type=int, default=None, help="random seed (overrides run.seed)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value, e.g. --set optim.batch_size=8 --set data.task.input=T2 (YAML values; repeatable)")
@@ -62,6 +64,10 @@ def run(args) -> int:
     import os
 
     summary = train(cfg, args.samplesheet, args.out, resume=args.resume, device=args.device, progress=not args.no_progress)
+    if summary.get("signal"):  # SIGUSR2 / SIGTERM (a time limit): saved and logged, exit 128 + signum
+        from unicoal.train.signals import exit_code
+
+        return exit_code(summary["signal"])
     if os.environ.get("RANK", "0") != "0":  # torchrun: one summary line, from rank 0
         return 0
     print(f"{args.out}: trained to step {summary['step']}/{summary['total_steps']} ({summary['images_seen']} images, {summary['seconds']:.1f} s); model: {args.out}/model.pt", file=sys.stderr)

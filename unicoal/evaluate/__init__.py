@@ -1,4 +1,4 @@
-"""Evaluation: image metrics (PSNR/SSIM/MAE), nnU-Net Dice (``segment``), paired statistics.
+"""Evaluation: image metrics (PSNR/SSIM/MAE), nnU-Net segmentation (``nnunet``) and its Dice (``dice``), paired statistics.
 
 Per-subject results of every evaluation step share one long-format CSV schema,
 :data:`unicoal.evaluate.rows.ROW_COLUMNS` (read/write with :func:`read_rows` / :func:`write_rows`).

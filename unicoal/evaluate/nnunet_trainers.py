@@ -10,16 +10,18 @@ nnU-Net v2 (Isensee et al., Nature Methods 2021) on the real target-modality tra
 * at the end of training it also writes ``weights_final.pth`` next to nnU-Net's
   ``checkpoint_final.pth``: only the network weights, the configuration name and the mirroring
   axes, a file that ``torch.load(..., weights_only=True)`` reads (nnU-Net's own checkpoint pickles
-  its init arguments and needs ``weights_only=False``).
+  its init arguments and needs ``weights_only=False``);
+* checkpoints are written to a temporary name and renamed into place, so a job killed while
+  saving (a time limit) leaves the previous ``checkpoint_latest.pth`` intact for the resume.
 
-The class is instantiated *directly* by :func:`unicoal.evaluate.segment.train` and rebuilt by
-:func:`unicoal.evaluate.segment.predict` through its static ``build_network_architecture``:
+The class is instantiated *directly* by :func:`unicoal.evaluate.nnunet.training.train` and rebuilt by
+:func:`unicoal.evaluate.nnunet.prediction.predict` through its static ``build_network_architecture``:
 nnU-Net's trainer lookup by name (``recursive_find_trainer_class_by_name``, which imports every
 module under ``nnunetv2/training/nnUNetTrainer``) is never used. The constructor keeps nnU-Net's
 five-argument signature because nnU-Net records ``inspect.signature(self.__init__)`` in checkpoints.
 
 This module imports nnU-Net and torch at import time: import it only after
-:func:`unicoal.evaluate.segment.nnunet_environment` has set nnU-Net's folders.
+:func:`unicoal.evaluate.nnunet.environment.nnunet_environment` has set nnU-Net's folders.
 """
 from __future__ import annotations
 
@@ -56,6 +58,14 @@ class nnUNetTrainerUnicoal(nnUNetTrainer):  # noqa: N801 (nnU-Net's naming schem
         self.num_val_iterations_per_epoch = val_iterations
         # periodic 'latest' checkpoints: nnU-Net saves every 50 epochs; keep that, or every epoch for short runs
         self.save_every = max(1, min(50, epochs // 5))
+
+    def save_checkpoint(self, filename: str) -> None:
+        """nnU-Net's checkpoint, written atomically (temporary file, then rename)."""
+        folder, base = os.path.split(filename)
+        tmp = os.path.join(folder, f".{base}.tmp")
+        super().save_checkpoint(tmp)
+        if os.path.isfile(tmp):  # rank 0 with checkpointing enabled wrote it
+            os.replace(tmp, filename)
 
     def on_train_end(self):
         super().on_train_end()

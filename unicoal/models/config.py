@@ -12,7 +12,13 @@ Ablations of Table VI and the Table I variants are switches:
 * ``skip_placement``: ``"last"`` (reference) adds E's map to D's last map of each size, ``"first"``
   to D's first map of each new sampling rate (the placement before issue #15, an ablation);
 * ``pad_mode``: how source slices outside the volume are filled by the data loader
-  (``"replicate"``, the project default, or ``"constant"`` = -1 as in the authors' loader).
+  (``"replicate"``, the project default, or ``"constant"`` = -1 as in the authors' loader);
+* ``e_region``: ``"full"`` (default, the authors' ``ReversedEncoder``) computes the global code e
+  from E's whole last map, margin included (36 x 36 in the paper config); ``"core"`` from its
+  central s x s core (16 x 16; the design before issue #20, an option);
+* ``delta_bias_init``: initial bias of the delta embedding FC of every mapping network; 0 (default)
+  as the authors' ``FullyConnectedLayer``; 1 makes the normalised embedding vary continuously with
+  delta from the first step (our design before issue #20, an option).
 
 Example:
     >>> cfg = dataclasses.replace(UniCoalConfig.paper(), alias_free_encoder=False)
@@ -32,6 +38,7 @@ __all__ = ["UniCoalConfig", "CANONICAL_MODALITIES"]
 CANONICAL_MODALITIES = ("T1", "T2", "PD", "FLAIR", "T1CE")
 PAD_MODES = ("replicate", "constant")
 SKIP_PLACEMENTS = ("last", "first")
+E_REGIONS = ("full", "core")
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,7 @@ class UniCoalConfig:
     w_dim: int = 512
     mapping_layers: int = 2
     mapping_lr_multiplier: float = 0.01
+    delta_bias_init: float = 0.0              # authors' FullyConnectedLayer default; 1.0 = continuous in delta at init
     # Alias-free schedule (StyleGAN3-T formulas, see unicoal.nn.schedule).
     num_layers: int = 14
     num_critical: int = 2
@@ -70,6 +78,7 @@ class UniCoalConfig:
     e_dim: int = 1024
     e_pool: int = 4                           # final map resampled to e_pool x e_pool
     e_dropout: float = 0.5
+    e_region: str = "full"                    # e from E's whole last map (authors) | "core": its s x s centre
     # Ablations (Table VI).
     alias_free_encoder: bool = True
     alias_free_decoder: bool = True
@@ -96,6 +105,8 @@ class UniCoalConfig:
             raise ValueError(f"unknown modalities {unknown}; expected names from {CANONICAL_MODALITIES}")
         if self.skip_placement not in SKIP_PLACEMENTS:
             raise ValueError(f"skip_placement must be one of {SKIP_PLACEMENTS}, got {self.skip_placement!r}")
+        if self.e_region not in E_REGIONS:
+            raise ValueError(f"e_region must be one of {E_REGIONS}, got {self.e_region!r}")
         if self.pad_mode not in PAD_MODES:
             raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {self.pad_mode!r}")
         for name in ("z_dim", "embed_dim", "w_dim", "mapping_layers", "e_dim", "e_pool", "channel_base",

@@ -87,7 +87,7 @@ class Discriminator(nn.Module):
         if cfg.projection:
             self.out = FullyConnected(c4, cfg.d_cmap_dim)
             self.mapping = MappingNetwork(0, cfg.num_modalities, cfg.embed_dim, cfg.d_cmap_dim, cfg.d_mapping_layers,
-                                          cfg.mapping_lr_multiplier)
+                                          cfg.mapping_lr_multiplier, delta_bias_init=cfg.delta_bias_init)
         else:
             self.out = FullyConnected(c4, 1)
             self.mapping = None

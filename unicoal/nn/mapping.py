@@ -6,9 +6,10 @@ are concatenated and passed through fully connected layers with leaky ReLU and a
 of 0.01. With ``z_dim = 0`` it is the attribute mapping network N of the encoder (v) or the
 discriminator's projection mapping (cmap); with ``z_dim > 0`` it is M (w).
 
-``delta`` (a scalar in [0, 1)) is embedded by a linear layer whose bias starts at 1, so that the
-normalised embedding varies continuously with ``delta`` from the start (with a zero bias the
-normalisation would reduce ``delta`` to its sign).
+``delta`` (a scalar in [0, 1)) is embedded by a linear layer whose bias starts at
+``delta_bias_init``: 0 by default, as the authors' ``FullyConnectedLayer`` (zhiyuns/UniCOAL); the
+normalised embedding is then the same for every delta > 0 until the bias has learned a value.
+``delta_bias_init=1`` makes it vary continuously with ``delta`` from the first step (an option).
 """
 from __future__ import annotations
 
@@ -38,10 +39,11 @@ class MappingNetwork(nn.Module):
         num_layers: fully connected layers after the concatenation (2).
         lr_multiplier: learning-rate multiplier of those layers (0.01).
         use_delta: embed delta (False: c only).
+        delta_bias_init: initial bias of the delta embedding (0 = the authors' initialisation).
     """
 
     def __init__(self, z_dim: int, num_classes: int, embed_dim: int = 64, out_dim: int = 512, num_layers: int = 2,
-                 lr_multiplier: float = 0.01, use_delta: bool = True):
+                 lr_multiplier: float = 0.01, use_delta: bool = True, delta_bias_init: float = 0.0):
         super().__init__()
         if num_classes < 1 or num_layers < 1 or z_dim < 0:
             raise ValueError(f"need num_classes >= 1, num_layers >= 1, z_dim >= 0; got {num_classes}, "
@@ -49,7 +51,7 @@ class MappingNetwork(nn.Module):
         self.z_dim, self.num_classes, self.embed_dim, self.out_dim = z_dim, num_classes, embed_dim, out_dim
         self.use_delta = use_delta
         self.embed_c = FullyConnected(num_classes, embed_dim)
-        self.embed_delta = FullyConnected(1, embed_dim, bias_init=1.0) if use_delta else None
+        self.embed_delta = FullyConnected(1, embed_dim, bias_init=delta_bias_init) if use_delta else None
         dims = [z_dim + embed_dim * (2 if use_delta else 1)] + [out_dim] * num_layers
         self.layers = nn.Sequential(*[FullyConnected(a, b, activation="lrelu", lr_multiplier=lr_multiplier)
                                       for a, b in zip(dims[:-1], dims[1:])])

@@ -6,14 +6,17 @@ grid and decodes the high-resolution (HR) target slices at their continuous posi
 model serves every thickness ratio, including non-integer ones (5.33x).
 
 * :class:`ImplicitPatchDataset` (training): index ``i`` fixes a subject and an HR slice ``k``
-  (as :class:`unicoal.data.SliceDataset`); per item and epoch it draws the thickness ratio, the
-  grid phase (both as the slice dataset does), the first LR slice ``j0`` of an ``L``-slice
-  window containing ``k``'s LR neighbours, ``Q`` HR slices inside the window (``k`` and
-  ``Q - 1`` others) and an ``S x S`` in-plane crop; then it cuts the LR window from the
-  thick-slice simulation (:func:`unicoal.data.lr_slices`, only the slices it needs) and the
-  HR slices from the volume. Items: ``x_in [1, L, S, S]`` and ``y [1, Q, S, S]`` in [-1, 1],
-  ``delta [Q]`` = the HR slices' ``u - j0`` (ArSSR's queries), ``c_in = c_out`` (SR),
-  ``ratio``, ``phase``, ``j0``, ``subject``, ``k``. Deterministic in ``(seed, epoch, index)``.
+  (as :class:`unicoal.data.SliceDataset`); per item and epoch it draws the thickness ratio (as
+  ArSSR's authors draw their scale, ``round(uniform(lo, hi + 0.04), 1)`` over the range of the
+  data config's ratios; or one of the listed ratios), a grid phase covering ``k``, the first LR
+  slice ``j0`` of an ``L``-slice window containing ``k``'s LR neighbours, an ``S x S`` in-plane
+  crop and ``K`` random voxels (without replacement where there are enough) of the HR slices
+  inside the window, as the authors draw ``K = 8000`` voxels of their HR patch; then it cuts
+  the LR window from the thick-slice simulation (:func:`unicoal.data.lr_slices`, only the
+  slices it needs) and the queried voxels from the volume. Items: ``x_in [1, L, S, S]`` and
+  ``y [1, K]`` in [-1, 1], ``delta [K, 3]`` = the voxels' ``(u - j0, row, col)`` in patch
+  voxel units (ArSSR's queries), ``c_in = c_out`` (SR), ``ratio``, ``phase``, ``j0``,
+  ``subject``, ``k``. Deterministic in ``(seed, epoch, index)``.
 * :class:`ImplicitPredictor` (synthesis, predictor kind ``implicit``): the volume is covered by
   overlapping windows of ``L`` LR slices (stride ``L / 2``) over the whole plane; each window
   is encoded once and the decoder is queried at the target slices inside it, a few slices per
@@ -81,9 +84,10 @@ class ImplicitItemParams:
     ratio: float
     phase: float
     j0: int  # first LR slice of the window
-    targets: tuple[int, ...]  # the Q HR slices decoded
+    targets: tuple[int, ...]  # the HR slices inside the window (those the queries may hit)
     a0: int  # in-plane crop offsets (may be negative: padding)
     b0: int
+    queries: tuple[int, ...] = ()  # K flat indices into [len(targets), S, S]
 
 
 class ImplicitPatchDataset(SliceDataset):
@@ -92,30 +96,48 @@ class ImplicitPatchDataset(SliceDataset):
     Args:
         samplesheet, config, seed: as :class:`unicoal.data.SliceDataset` (``config.resolution``
             is the in-plane patch side ``S``; SR only: the output modality is the input's).
-        lr_slices: ``L``, LR slices per window; ``query_slices``: ``Q``, HR slices per item.
+        lr_slices: ``L``, LR slices per window; ``query_voxels``: ``K``, HR voxels per item.
+        continuous_scale: draw the ratio continuously over the range of ``config.ratios``
+            (ArSSR's authors); False: one of the listed ratios.
     """
 
-    def __init__(self, samplesheet, config, *, lr_slices: int, query_slices: int, seed: int = 0, rows=None):
+    def __init__(self, samplesheet, config, *, lr_slices: int, query_voxels: int, seed: int = 0, rows=None, continuous_scale: bool = True):
         super().__init__(samplesheet, config, seed=seed, rows=rows)
-        if lr_slices < 2 or query_slices < 1:
-            raise ValueError(f"lr_slices must be >= 2 and query_slices >= 1, got {lr_slices}, {query_slices}")
+        if lr_slices < 2 or query_voxels < 1:
+            raise ValueError(f"lr_slices must be >= 2 and query_voxels >= 1, got {lr_slices}, {query_voxels}")
         if not set(config.input_modalities) <= set(config.output_modalities):
             raise InputError(samplesheet, f"ArSSR is SR only: input modalities {list(config.input_modalities)} must be among the outputs {list(config.output_modalities)}", "set data.output_modalities to the input modalities")
         self.lr_slices = int(lr_slices)
-        self.query_slices = int(query_slices)
+        self.query_voxels = int(query_voxels)
+        self.continuous_scale = bool(continuous_scale)
 
     @classmethod
     def from_train_config(cls, cfg, samplesheet, data_cfg) -> "ImplicitPatchDataset":
-        """``unicoal.train.loop.build_dataset`` for ``dataset="implicit"`` methods: ``L`` and ``Q``
-        come from the resolved model section (``model.lr_slices``, ``model.query_slices``)."""
-        return cls(samplesheet, data_cfg, lr_slices=int(cfg.model["lr_slices"]), query_slices=int(cfg.model["query_slices"]), seed=cfg.run.seed)
+        """``unicoal.train.loop.build_dataset`` for ``dataset="implicit"`` methods: ``L``, ``K`` and
+        the scale sampling come from the resolved model section (``model.lr_slices``,
+        ``model.query_voxels``, ``model.continuous_scale``)."""
+        return cls(samplesheet, data_cfg, lr_slices=int(cfg.model["lr_slices"]), query_voxels=int(cfg.model["query_voxels"]), seed=cfg.run.seed,
+                   continuous_scale=bool(cfg.model.get("continuous_scale", True)))
+
+    def draw_ratio(self, rng: np.random.Generator) -> float:
+        """The item's thickness ratio: ``round(uniform(lo, hi + 0.04), 1)`` over the range of the
+        config's ratios (ArSSR's ``data.py``: ``np.round(random.uniform(2, 4 + 0.04), 1)``), or
+        one of the listed ratios (``continuous_scale`` False)."""
+        ratios = [float(r) for r in self.config.ratios]
+        lo, hi = min(ratios), max(ratios)
+        if not self.continuous_scale or hi <= lo:
+            return ratios[int(rng.integers(len(ratios)))]
+        return float(min(hi, round(float(rng.uniform(lo, hi + 0.04)), 1)))
 
     def sample_params(self, index: int, epoch: int | None = None) -> ImplicitItemParams:  # type: ignore[override]
         p = super().sample_params(index, epoch)
         ep = self.epoch if epoch is None else int(epoch)
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, ep, int(index), 1]))
         s = self.subjects[p.subject]
-        lr_grid, n_all, d_all = _lr_layout(s.grid, float(p.ratio), float(p.phase), self.config.profile)
+        ratio = self.draw_ratio(rng)
+        phases = self.covering_phases(s.grid.num_slices, ratio, p.k)
+        phase = float(phases[int(rng.integers(len(phases)))])
+        lr_grid, n_all, d_all = _lr_layout(s.grid, ratio, phase, self.config.profile)
         count = lr_grid.num_slices
         L = self.lr_slices
         n = int(n_all[p.k])
@@ -129,18 +151,14 @@ class ImplicitPatchDataset(SliceDataset):
         j0 = int(rng.integers(lo, hi + 1))
         u = n_all + d_all
         inside = np.flatnonzero((u >= j0 - 0.5) & (u <= j0 + L - 0.5))
-        others = inside[inside != p.k]
-        q = self.query_slices - 1
-        if q > 0:
-            pick = rng.choice(others, size=q, replace=len(others) < q) if len(others) else np.full(q, p.k)
-            targets = tuple(sorted([p.k, *(int(t) for t in pick)]))
-        else:
-            targets = (p.k,)
+        targets = tuple(int(t) for t in inside) if len(inside) else (int(p.k),)
         a, b = s.grid.inplane_shape
         S = int(self.config.resolution)
         a0 = int(rng.integers(0, a - S + 1)) if a >= S else -((S - a) // 2)
         b0 = int(rng.integers(0, b - S + 1)) if b >= S else -((S - b) // 2)
-        return ImplicitItemParams(p.subject, p.k, p.c_in, float(p.ratio), float(p.phase), j0, targets, a0, b0)
+        total, K = len(targets) * S * S, self.query_voxels
+        queries = rng.choice(total, size=K, replace=total < K)  # the authors: without replacement
+        return ImplicitItemParams(p.subject, p.k, p.c_in, ratio, phase, j0, targets, a0, b0, tuple(int(q) for q in queries))
 
     def make_item(self, p: ImplicitItemParams) -> dict[str, Any]:  # type: ignore[override]
         import torch
@@ -159,12 +177,15 @@ class ImplicitPatchDataset(SliceDataset):
             x[(raw < 0) | (raw >= count)] = -1.0
         x = _crop(x, p.a0, p.b0, S, -1.0)
         t = np.asarray(p.targets)
-        y = _crop(to_network(np.asarray(vol[t], dtype=np.float32)), p.a0, p.b0, S, -1.0)
-        u = (n_all[t] + d_all[t] - p.j0).astype(np.float32)
+        ti, ri, ci = np.unravel_index(np.asarray(p.queries, dtype=np.int64), (len(t), S, S))
+        planes = _crop(to_network(np.asarray(vol[t], dtype=np.float32)), p.a0, p.b0, S, -1.0)  # [len(t), S, S]
+        y = planes[ti, ri, ci]
+        u = n_all[t] + d_all[t] - p.j0
+        coords = np.stack([u[ti], ri, ci], axis=-1).astype(np.float32)  # [K, 3]: (u - j0, row, col)
         return {
             "x_in": torch.from_numpy(np.ascontiguousarray(x[None], dtype=np.float32)),
             "y": torch.from_numpy(np.ascontiguousarray(y[None], dtype=np.float32)),
-            "delta": torch.from_numpy(u),
+            "delta": torch.from_numpy(coords),
             "c_in": torch.tensor(p.c_in, dtype=torch.int64),
             "c_out": torch.tensor(p.c_in, dtype=torch.int64),
             "ratio": torch.tensor(p.ratio, dtype=torch.float32),
@@ -220,7 +241,7 @@ class ImplicitPredictor:
         step = max(1, int(batch_size))
         bar = None
         if progress:
-            from tqdm import tqdm
+            from unicoal.progress import progress as tqdm  # a bar on a TTY, plain lines in batch logs
 
             bar = tqdm(total=K * len(z_starts), desc=f"{self.name} {target}", unit="slice", file=sys.stderr, dynamic_ncols=True)
         with torch.inference_mode():

@@ -42,7 +42,7 @@ def provo_cascade(G, volume: np.ndarray, stages: int, *, batch_size: int = 16, d
     prev = src
     bar = None
     if progress:
-        from tqdm import tqdm
+        from unicoal.progress import progress as tqdm  # a bar on a TTY, plain lines in batch logs
 
         bar = tqdm(total=sum(src.shape[cfg.order[s]] for s in range(stages)), desc="provogan", unit="section", file=sys.stderr, dynamic_ncols=True)
     for s in range(stages):

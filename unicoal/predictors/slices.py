@@ -31,7 +31,7 @@ class SlicePredictor:
 
     stochastic = True
 
-    def __init__(self, G, *, modalities: Sequence[str], num_inputs: int, resolution: int, padding: str = "replicate", z_dim: int = 0, device: str = "cpu", name: str = "unicoal", amp: bool = True):
+    def __init__(self, G, *, modalities: Sequence[str], num_inputs: int, resolution: int, padding: str = "replicate", z_dim: int = 0, device: str = "cpu", name: str = "unicoal", amp: bool = False):
         import torch
 
         self.G = G.eval().requires_grad_(False)
@@ -55,7 +55,10 @@ class SlicePredictor:
         G, _ = spec.build_models(model_cfg, discriminator=False)
         G.load_state_dict(ckpt["state_dict"])
         G.to(device)
-        return cls(G, modalities=ckpt["modalities"], num_inputs=ckpt["num_inputs"], resolution=ckpt["resolution"], padding=ckpt.get("padding", "replicate"), z_dim=int(getattr(model_cfg, "z_dim", 0) or 0), device=device, name=spec.name)
+        # the precision the model was trained in: bf16 autocast on CUDA only after a bf16 training
+        # (run.amp), fp32 otherwise, as the authors synthesize
+        amp = (ckpt.get("train_config") or {}).get("run", {}).get("amp", "none") == "bf16"
+        return cls(G, modalities=ckpt["modalities"], num_inputs=ckpt["num_inputs"], resolution=ckpt["resolution"], padding=ckpt.get("padding", "replicate"), z_dim=int(getattr(model_cfg, "z_dim", 0) or 0), device=device, name=spec.name, amp=amp)
 
     def predict(self, volume: np.ndarray, n: np.ndarray, delta: np.ndarray, target: str | None, *, seed: int = 0, batch_size: int = 16, progress: bool = False) -> np.ndarray:
         import contextlib
@@ -72,7 +75,7 @@ class SlicePredictor:
         out = np.empty((len(n), a, b), dtype=np.float32)
         bar = None
         if progress:
-            from tqdm import tqdm
+            from unicoal.progress import progress as tqdm  # a bar on a TTY, plain lines in batch logs
 
             bar = tqdm(total=len(n), desc=f"{self.name} {target}", unit="slice", file=sys.stderr, dynamic_ncols=True)
         ctx = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if self.amp else contextlib.nullcontext

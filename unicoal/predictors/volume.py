@@ -11,9 +11,15 @@ slice ``k``, ``u = n[k] + delta[k]`` (source slice-index units, from
 1. resamples the source along the slice axis at ``u`` with the method's kernel (the same
    :func:`unicoal.data3d.preinterpolate` as in training: ``linear``, ``cubic`` (Keys a = -0.5) or
    ``lanczos``; edges replicate) -- the "pre-resampling" of the 3D methods;
-2. runs the network over the pre-interpolated volume: in one pass when it fits the inference
-   window, else by :func:`sliding_window_predict` (MONAI's window placement and Gaussian
-   importance map; MONAI ``sliding_window_inference`` itself with ``backend="monai"``).
+2. pads it with :func:`unicoal.data3d.pad_to`, the padding rule of training (background -1
+   after the far end, or centred to a multiple of ``pad_multiple``: SynthSR's predict script
+   pads zeros centred to a multiple of 32), so a window that holds a whole volume sees what
+   the training patches of a smaller volume showed the network;
+3. runs the network over it: in one pass when it fits the inference window, else by
+   :func:`sliding_window_predict` (MONAI's window placement and Gaussian importance map; MONAI
+   ``sliding_window_inference`` itself with ``backend="monai"``); with ``flip_axis`` set, the
+   output is the mean of the network on the volume and, flipped back, on its mirror image
+   (SynthSR's test-time left-right flip averaging).
 
 :func:`sliding_window_predict` is exact, not only smooth: windows never extend past the volume
 (they are clamped inside, as MONAI does), so a window face that lies on the volume face sees the same padding as a
@@ -95,7 +101,8 @@ def sliding_window_predict(x, fn: Callable, *, window: Sequence[int] | None, hal
     """``fn`` over ``x`` [1, C, D, H, W] by overlapping windows (or in one pass if it fits).
 
     ``fn`` maps ``[b, C, d, h, w]`` to ``[b, K, d, h, w]``. The volume is first padded at its far
-    end (replicate) to a multiple of ``align`` in each dimension; the output is cropped back.
+    end to a multiple of ``align`` in each dimension by :func:`unicoal.data3d.pad_to` (background
+    -1, the rule of the training patches); the output is cropped back.
     Each window's Gaussian importance map (MONAI's) is zeroed within ``halo`` voxels of the window
     faces that lie inside the volume (see module doc). ``backend="monai"`` runs the windows
     through MONAI's ``sliding_window_inference`` (``with_coord``; the weight travels as an extra
@@ -105,17 +112,14 @@ def sliding_window_predict(x, fn: Callable, *, window: Sequence[int] | None, hal
     agree to float rounding (``tests/test_predict3d.py``).
     """
     import torch
-    import torch.nn.functional as F
+
+    from unicoal.data3d import pad_to
 
     if backend not in ("native", "monai"):
         raise ValueError(f"backend must be 'native' or 'monai', got {backend!r}")
     size = tuple(int(s) for s in x.shape[2:])
     padded = tuple(int(math.ceil(s / align) * align) for s in size)
-    if padded != size:
-        pads = []
-        for s, p in reversed(list(zip(size, padded))):
-            pads += [0, p - s]
-        x = F.pad(x, pads, mode="replicate")
+    x = pad_to(x, padded)
     if window is None or all(p <= w for p, w in zip(padded, window)):
         return fn(x)[:, :, : size[0], : size[1], : size[2]]
     roi, stride, halos, exact = window_plan(padded, window, halo, align, overlap)
@@ -157,7 +161,7 @@ def sliding_window_predict(x, fn: Callable, *, window: Sequence[int] | None, hal
         out = wsum = None
         bar = None
         if progress:
-            from tqdm import tqdm
+            from unicoal.progress import progress as tqdm  # a bar on a TTY, plain lines in batch logs
 
             bar = tqdm(total=len(starts), desc="windows", unit="window", file=sys.stderr, dynamic_ncols=True)
         for i in range(0, len(starts), max(1, int(sw_batch_size))):
@@ -191,13 +195,20 @@ class VolumePredictor:
         interpolation: pre-resampling kernel (``linear``, ``cubic``, ``lanczos``).
         window: inference window ``(D, H, W)`` voxels; ``None``: whole volume in one pass.
         overlap: minimum overlap of neighbouring windows (fraction of the window).
+        pad_multiple: pad the volume to a multiple of this (``None``: of the network's
+            ``size_multiple``) before the windows, centred when ``pad_centred`` (both by
+            :func:`unicoal.data3d.pad_to`, the training rule); SynthSR: 32, centred.
+        flip_axis: average with the network's output on the volume mirrored along this axis of
+            ``[N, A, B]`` (``None``: off; SynthSR: 1, left-right for axial or coronal slices of
+            the RAS-canonical volumes of :mod:`unicoal.preprocess.register`).
     """
 
     stochastic = False
 
     def __init__(self, G, *, modalities: Sequence[str], class_modalities: Sequence[str] | None = None, interpolation: str = "cubic",
                  window: Sequence[int] | None = None, overlap: float = 0.25, sw_batch_size: int = 1, device: str = "cpu",
-                 name: str = "volume", amp: bool = True):
+                 name: str = "volume", amp: bool = True, pad_multiple: int | None = None, pad_centred: bool = False,
+                 flip_axis: int | None = None):
         import torch
 
         self.G = G.eval().requires_grad_(False)
@@ -209,6 +220,14 @@ class VolumePredictor:
         self.sw_batch_size = int(sw_batch_size)
         self.halo = int(getattr(G, "receptive_radius", 0))
         self.align = int(getattr(G, "size_multiple", 1))
+        self.pad_multiple = int(pad_multiple or self.align)
+        if self.pad_multiple % self.align:
+            raise ValueError(f"pad_multiple {self.pad_multiple} must be a multiple of the network's size_multiple {self.align}")
+        self.pad_centred = bool(pad_centred)
+        if flip_axis is not None and int(flip_axis) not in (0, 1, 2):
+            raise ValueError(f"flip_axis must be 0, 1, 2 or None, got {flip_axis}")
+        self.flip_axis = None if flip_axis is None else int(flip_axis)
+        self._progress = False
         self.device = torch.device(device)
         self.name = name
         self.amp = amp and self.device.type == "cuda"
@@ -227,7 +246,8 @@ class VolumePredictor:
         data = (ckpt.get("train_config") or {}).get("data") or {}
         outputs = data.get("output_modalities") or ckpt["modalities"]
         return cls(G, modalities=outputs, class_modalities=ckpt["modalities"], interpolation=model_cfg.interpolation,
-                   window=model_cfg.inference_window, device=device, name=spec.name)
+                   window=model_cfg.inference_window, device=device, name=spec.name, pad_multiple=getattr(model_cfg, "pad_multiple", None),
+                   pad_centred=bool(getattr(model_cfg, "pad_centred", False)), flip_axis=getattr(model_cfg, "flip_axis", None))
 
     def forward(self, x):
         """Network output for a pre-interpolated volume ``x`` [1, 1, K, A, B] in [-1, 1] (tensor
@@ -235,6 +255,8 @@ class VolumePredictor:
         import contextlib
 
         import torch
+
+        from unicoal.data3d import pad_offsets, pad_to
 
         ctx = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
 
@@ -245,8 +267,20 @@ class VolumePredictor:
             with ctx:
                 return self.G(win, delta, c, None).float()
 
-        return sliding_window_predict(x, fn, window=self.window, halo=self.halo, align=self.align, overlap=self.overlap,
-                                      sw_batch_size=self.sw_batch_size, progress=self._progress)
+        size = tuple(int(s) for s in x.shape[2:])
+        m = self.pad_multiple
+        x = pad_to(x, tuple(int(math.ceil(s / m) * m) for s in size), self.pad_centred)
+        crop = tuple(slice(b, b + s) for b, s in zip(pad_offsets(size, x.shape[2:], self.pad_centred), size))
+
+        def run(v):
+            return sliding_window_predict(v, fn, window=self.window, halo=self.halo, align=self.align, overlap=self.overlap,
+                                          sw_batch_size=self.sw_batch_size, progress=self._progress)
+
+        y = run(x)
+        if self.flip_axis is not None:
+            dim = 2 + self.flip_axis
+            y = 0.5 * y + 0.5 * torch.flip(run(torch.flip(x, dims=(dim,))), dims=(dim,))
+        return y[(slice(None), slice(None)) + crop]
 
     def predict(self, volume: np.ndarray, n: np.ndarray, delta: np.ndarray, target: str | None, *, seed: int = 0, batch_size: int = 16, progress: bool = False) -> np.ndarray:
         import torch

@@ -221,7 +221,7 @@ def register(
     """
     _set_itk_threads(config.threads)
     import ants
-    from tqdm import tqdm
+    from unicoal.progress import progress as tqdm  # a bar on a TTY, plain lines in batch logs
 
     ref_path, mov_paths = Path(reference), [Path(m) for m in moving]
     label_path = None if label is None else Path(label)

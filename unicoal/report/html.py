@@ -85,7 +85,7 @@ def table_html(t: dict) -> str:
             continue
         cells = []
         for c in row["cells"]:
-            text = c["text"] + ("*" if c.get("significant") else "") + ("‡" if c.get("significant_holm") else "")
+            text = c["text"] + ("*" if c.get("significant") else "") + ("‡" if c.get("significant_holm") else "") + c.get("mark", "")
             status = c.get("status", "value")
             cls = "b" if c.get("bold") else status_class.get(status, "missing" if c["text"] == "-" else "")
             if c.get("n"):
@@ -501,6 +501,17 @@ def _segmentation_section(meta: dict, params: Path | None) -> str:
     return note + _kv_table(items)
 
 
+def _fallbacks(cohort, configs) -> dict:
+    """Method -> missing pretrained weights, from the train configs the provenance section lists."""
+    from unicoal.report.marks import fallbacks_from_configs
+
+    files = _config_files([Path(c) for c in configs])
+    sheet = Path(cohort) if cohort else None
+    if not files and sheet is not None and (sheet.resolve().parent / "configs").is_dir():
+        files = _config_files([sheet.resolve().parent / "configs"])
+    return fallbacks_from_configs(files) if files else {}
+
+
 def build_report(
     tables_dir: str | os.PathLike | None,
     figures_dir: str | os.PathLike | None = None,
@@ -522,6 +533,12 @@ def build_report(
             raise InputError(manifest, "file not found", "pass the --out-dir of `unicoal tables`")
         meta = json.loads(manifest.read_text(encoding="utf-8"))
         tables, comparison = meta.get("tables", []), meta.get("comparison", [])
+    fallbacks = _fallbacks(cohort, configs)
+    if fallbacks:  # runs without the user's pretrained weights: § on their cells, and a footnote
+        from unicoal.report.marks import mark_fallbacks
+
+        for t in tables:
+            mark_fallbacks(t, fallbacks)
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     sections = [
         ("cohort", "Cohort", _cohort_section(Path(cohort) if cohort else None)),
@@ -535,7 +552,9 @@ def build_report(
           "and the real images (the Dice upper bound). * = p &lt; "
           f'{_e(meta.get("alpha", 0.05))} vs the row\'s reference method ({_e(meta.get("test", "wilcoxon"))}, uncorrected as in '
           "the paper), ‡ = also after Holm's correction per table, when statistics were given; each table's notes say "
-          "which reference and whether n allows a * at all. The published convention is blind to gain/offset errors: "
+          "which reference and whether n allows a * at all. § = trained without the user's pretrained weights (a logged "
+          "fallback, not the paper's setting; the table's note says which); ¶ = see the table's note (e.g. a detail the "
+          "authors did not release). The published convention is blind to gain/offset errors: "
           'see <a href="#conventions">Metric conventions</a>.</p>'
           if tables else "") + ("\n".join(table_html(t) for t in tables) or '<p class="note">No tables given.</p>')),
         ("distributions", "Per-subject distributions", _distributions_section(Path(tables_dir) if tables_dir else None, meta)),

@@ -38,7 +38,18 @@ __all__ = [
     "holm_family",
     "ROLES",
     "REFERENCE_GROUP",
+    "METHOD_NOTES",
+    "METHOD_NOTE_MARK",
 ]
+
+#: what a method's published code leaves open, noted under every table that has the method (keyed
+#: by :func:`unicoal.evaluate.stats.method_key` of the row's method; docs/fidelity.md)
+METHOD_NOTES: dict[str, str] = {
+    "autogan": "cell sequence not released; ours: pfpfpfpfpfpf (parallel and fusion modules alternating in each "
+               "stage of the authors' search space; unicoal/models/baselines/autogan.py)",
+}
+#: the mark of a row with a :data:`METHOD_NOTES` entry
+METHOD_NOTE_MARK = "¶"
 
 #: printed decimals per metric (the paper: PSNR 2, SSIM 3, DSC 3)
 METRIC_DECIMALS: dict[str, int] = {"PSNR": 2, "SSIM": 3, "DSC": 3, "MAE": 4}

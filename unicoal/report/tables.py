@@ -10,6 +10,11 @@ summary records (mean +- std per method and cell, see :mod:`unicoal.report.refer
 * the best value of each comparison set (per column, or per row across methods for Table IV)
   is bold, comparing the printed (rounded) values so printed ties are all bold; reference rows
   and columns that the paper does not have never take part;
+* ``§`` marks the cells of a method trained without the user's pretrained weights (pGAN /
+  AutoGAN without VGG16, ResViT without its ImageNet ViT: a logged fallback ran, not the paper's
+  setting), read from the train configs (:mod:`unicoal.report.marks`), with a note naming what
+  ran instead; ``¶`` marks a row whose published code leaves something open
+  (:data:`unicoal.report.specs.METHOD_NOTES`, e.g. AutoGAN's unreleased cell sequence), with a note;
 * with paired tests (``unicoal stats``), a ``*`` marks a method whose values differ from its
   reference method (Uni-COAL's variant of the table or row group) with uncorrected p < alpha
   (two-sided Wilcoxon by default, as in the paper) and a ``‡`` one that stays below alpha
@@ -31,7 +36,8 @@ from typing import Iterable, Sequence
 
 from unicoal.evaluate.stats import PairedTest, method_key
 from unicoal.report.reference import SummaryRecord, cell_key, write_summary
-from unicoal.report.specs import HIGHER_IS_BETTER, METRIC_DECIMALS, TABLE_SPECS, TableSpec, table_key
+from unicoal.report.marks import FALLBACK_MARK, fallbacks_from_configs, mark_fallbacks
+from unicoal.report.specs import HIGHER_IS_BETTER, METHOD_NOTE_MARK, METHOD_NOTES, METRIC_DECIMALS, TABLE_SPECS, TableSpec, table_key
 
 __all__ = [
     "IMAGE_METRICS",
@@ -49,6 +55,9 @@ __all__ = [
     "ranking_rows",
     "Capabilities",
     "write_tables",
+    "FALLBACK_MARK",
+    "mark_fallbacks",
+    "fallbacks_from_configs",
 ]
 
 #: metrics whose value depends on the metric convention (published / brainmask / wang)
@@ -90,10 +99,11 @@ class CellView:
     reference: str = ""
     status: str = "value"  # value | cannot | not_run | n/a | check
     role: str = "paper"
+    mark: str = ""  # FALLBACK_MARK: trained without the user's pretrained weights
 
     @property
     def display(self) -> str:
-        return self.text + ("*" if self.significant else "") + (HOLM_MARK if self.significant_holm else "")
+        return self.text + ("*" if self.significant else "") + (HOLM_MARK if self.significant_holm else "") + self.mark
 
 
 @dataclass
@@ -236,11 +246,13 @@ def build_table(
     test: str = "wilcoxon",
     bold_keys: set | None = None,
     capabilities: Capabilities | None = None,
+    fallbacks: dict | None = None,
 ) -> RenderedTable:
     """Fill ``spec`` with the records of ``index``; bold the best, mark significance, explain gaps.
 
     ``bold_keys``, if given, receives ``(table, cell key)`` of every bold cell. ``capabilities``
-    tells "cannot" (``-``) from "not run" (``n.r.``); without it every gap is "not run"."""
+    tells "cannot" (``-``) from "not run" (``n.r.``); without it every gap is "not run".
+    ``fallbacks``: method -> {weights: what ran instead} (:func:`fallbacks_from_configs`)."""
     if test not in ("wilcoxon", "ttest"):
         raise ValueError(f"test must be 'wilcoxon' or 'ttest', got {test!r}")
     blocks = [(b.label, list(b.metrics) if b.metrics else [""]) for b in spec.blocks]
@@ -295,15 +307,23 @@ def build_table(
                     bold_keys.add((spec.name, key_of[m]))
     table = RenderedTable(spec.name, spec.roman, spec.title, spec.corner, blocks, in_paper=spec.in_paper)
     current_group = None
+    noted = []
     for ri, row in enumerate(spec.rows):
         if row.group and row.group != current_group:
             table.body.append({"group": row.group})
         current_group = row.group
         cells = [grid[ri, bi, mi] for bi, b in enumerate(spec.blocks) for mi in range(len(spec.metrics_of(b)))]
-        table.body.append({"label": row.label, "role": row.role, "cells": cells})
+        label = row.label
+        if row.method and method_key(row.method) in METHOD_NOTES:
+            label = f"{label} {METHOD_NOTE_MARK}"
+            noted.append(f"{METHOD_NOTE_MARK} {row.label}: {METHOD_NOTES[method_key(row.method)]}.")
+        table.body.append({"label": label, "role": row.role, "cells": cells, "method": row.method or ""})
     if spec.note:
         table.notes.append(spec.note)
+    table.notes += noted
     table.notes += _notes(spec, grid.values(), used_tests, bool(pvalues), alpha, test)
+    if fallbacks:
+        mark_fallbacks(table, fallbacks)
     return table
 
 
@@ -386,6 +406,8 @@ def _tex_cell(c: CellView) -> str:
     s = c.text.replace("±", r"$\pm$").replace(_CHECK, r"$\checkmark$")
     if c.significant:
         s += r"$^{*}$"
+    if c.mark:
+        s += r"$^{\S}$"
     return rf"\textbf{{{s}}}" if c.bold else s
 
 
@@ -541,6 +563,7 @@ def write_tables(
     test: str = "wilcoxon",
     tables: Sequence[str] | None = None,
     subject_rows: Sequence | None = None,
+    fallbacks: dict | None = None,
 ) -> dict:
     """Write ``tableN.{csv,md,tex}``, ``tables.md``, ``summary.csv``, ``comparison.{csv,md}``,
     ``ranking.csv`` and ``tables.json`` (the manifest ``unicoal report`` reads; it also carries
@@ -565,7 +588,8 @@ def write_tables(
         # Table V is a property of the methods, not a measurement: always from the reference.
         if spec.kind == "check":
             build_table(spec, index)  # only marks our capability rows (if any) as used
-        t = build_table(spec, paper if spec.kind == "check" else index, pvals, alpha, test, bold_keys, caps)
+        t = build_table(spec, paper if spec.kind == "check" else index, pvals, alpha, test, bold_keys, caps,
+                        fallbacks=None if spec.kind == "check" else fallbacks)
         _write_text(out / f"{name}.csv", to_csv(t))
         md = to_markdown(t)
         _write_text(out / f"{name}.md", md)

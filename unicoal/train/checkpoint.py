@@ -36,12 +36,18 @@ __all__ = [
 ]
 
 #: /2: Uni-COAL's skip connections enter the last synthesis map of each size and its encoder input
-#: has a margin (issue #15); a /1 generator's weights would load into the wrong layers unnoticed
-TRAIN_FORMAT = "unicoal-train/2"
-MODEL_FORMAT = "unicoal-model/2"
+#: has a margin (issue #15); a /1 generator's weights would load into the wrong layers unnoticed.
+#: /3: the networks follow their authors (issue #20): Uni-COAL's global code e from the whole
+#: encoder map and delta bias 0, SC-GAN and SynthSR with batch norm, ProvoGAN at 24 filters,
+#: AutoGAN with its k-space channel; a /2 model would load unnoticed into other arithmetic
+#: (Uni-COAL) or fail on mismatched keys (the baselines)
+TRAIN_FORMAT = "unicoal-train/3"
+MODEL_FORMAT = "unicoal-model/3"
 #: formats of earlier versions, refused with the reason
 _BEFORE_15 = "written before the generator's skip connections moved to the last map of each size (issue #15)"
-OLD_FORMATS: dict[str, str] = {"unicoal-train/1": _BEFORE_15, "unicoal-model/1": _BEFORE_15}
+_BEFORE_20 = "written before the networks followed their authors' recipes (issue #20: Uni-COAL's global code, SC-GAN/SynthSR batch norm, ProvoGAN width, AutoGAN input)"
+OLD_FORMATS: dict[str, str] = {"unicoal-train/1": _BEFORE_15, "unicoal-model/1": _BEFORE_15,
+                               "unicoal-train/2": _BEFORE_20, "unicoal-model/2": _BEFORE_20}
 
 
 def rng_state() -> dict:

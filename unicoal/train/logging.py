@@ -1,4 +1,4 @@
-"""Training logs: a CSV of losses per logged step, optional TensorBoard, a tqdm progress bar.
+"""Training logs: a CSV of losses per logged step, optional TensorBoard, progress (:mod:`unicoal.progress`).
 
 On ``--resume`` the CSV keeps the rows up to the resumed step and continues from there, so a
 run that was killed and resumed has one row per logged step.
@@ -65,9 +65,9 @@ class TrainLogger:
                 self.tb = SummaryWriter(str(Path(run_dir) / "tensorboard"), purge_step=start + 1 if start else None)
         self.bar = None
         if enabled and progress:
-            from tqdm import tqdm
+            from unicoal.progress import progress as bar  # a tqdm bar on a terminal, plain lines in batch logs
 
-            self.bar = tqdm(total=total, initial=start, desc="train", unit="step", file=sys.stderr, dynamic_ncols=True)
+            self.bar = bar(total=total, initial=start, desc="train", unit="step", file=sys.stderr, dynamic_ncols=True)
 
     def log(self, row: dict) -> None:
         if not self.enabled:
@@ -80,9 +80,9 @@ class TrainLogger:
 
     def tick(self, postfix: dict | None = None) -> None:
         if self.bar is not None:
-            self.bar.update(1)
-            if postfix:
+            if postfix:  # before the update, which draws the bar (or writes the plain line)
                 self.bar.set_postfix({k: f"{v:.3g}" for k, v in postfix.items()}, refresh=False)
+            self.bar.update(1)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -2,7 +2,10 @@
 
 One optimiser step = a generator phase (``L_G`` of eq. 7, Adam on G) followed by a
 discriminator phase (non-saturating loss + R1 of eq. 8, Adam on D), then the lr schedule,
-the EMA of G and the counters. Batches are slices drawn by :class:`unicoal.data.SliceDataset`
+the EMA of G and the counters. ``optim.update_order`` puts D first where the method's authors
+do (:data:`unicoal.train.config.UPDATE_ORDERS`: the pix2pix code base updates D, then G, from
+one forward of G), and a generator with ``optim_phases`` splits the run into phases that each
+restart Adam (:mod:`unicoal.train.schedule`). Batches are slices drawn by :class:`unicoal.data.SliceDataset`
 in a per-epoch permutation (``DistributedSampler`` semantics), so a step's data depend only on
 (seed, step): a resumed run reads exactly the batches an uninterrupted run would.
 
@@ -115,7 +118,7 @@ class Trainer:
 
         from unicoal.methods import get_method
         from unicoal.train.ema import Ema
-        from unicoal.train.schedule import make_scheduler
+        from unicoal.train.schedule import check_phases, make_scheduler
 
         self.cfg = cfg
         self.info = info or DistInfo()
@@ -137,12 +140,18 @@ class Trainer:
         o = cfg.optim
         self.total_steps = int(o.total_steps or max(1, math.ceil(o.epochs * steps_per_epoch)))
         self.steps_per_epoch = int(steps_per_epoch)
+        # training phases of methods trained in several runs by their authors (ResViT, ProvoGAN):
+        # each phase has its own schedule, and Adam restarts when it begins (restart_phase)
+        phases_of = getattr(self.G, "optim_phases", None)
+        self.phases = check_phases(phases_of(self.total_steps), self.total_steps) if phases_of is not None else None
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=o.lr_g, betas=o.betas, eps=o.eps)
-        self.sched_G = make_scheduler(self.opt_G, self.total_steps, o.decay_start)
+        self.sched_G = make_scheduler(self.opt_G, self.total_steps, o.decay_start, self.phases)
         self.opt_D = self.sched_D = None
         if self.D is not None:
             self.opt_D = torch.optim.Adam(self.D.parameters(), lr=o.lr_d, betas=o.betas, eps=o.eps)
-            self.sched_D = make_scheduler(self.opt_D, self.total_steps, o.decay_start)
+            self.sched_D = make_scheduler(self.opt_D, self.total_steps, o.decay_start, self.phases)
+        # the schedules as this config builds them (a resumed run keeps them, see load_state_dict)
+        self._lr_lambdas = [dict(s.lr_lambdas[0].__dict__) if s is not None else None for s in (self.sched_G, self.sched_D)]
         self.ema = Ema(self.G, o.ema_halflife_kimg, o.batch_size, o.ema_rampup)
         if sam is None and cfg.loss.sam_weight > 0:
             from unicoal.models.sam import SamFeatureLoss
@@ -156,7 +165,12 @@ class Trainer:
             from unicoal.nn.perceptual import PerceptualLoss
 
             self.perceptual = PerceptualLoss(cfg.loss.perceptual_network, cfg.loss.perceptual_checkpoint).to(self.device)
-        self.loss = UniCoalLoss(self.G_train, self.D_train, cfg.loss, self.sam, self.autocast, perceptual=self.perceptual)
+        self.style = None
+        if cfg.loss.style_weight > 0:
+            from unicoal.nn.perceptual import StyleLoss
+
+            self.style = StyleLoss(cfg.loss.perceptual_network, cfg.loss.perceptual_checkpoint).to(self.device)
+        self.loss = UniCoalLoss(self.G_train, self.D_train, cfg.loss, self.sam, self.autocast, perceptual=self.perceptual, style=self.style)
         self.z_dim = int(getattr(self.model_cfg, "z_dim", 0) or 0)
         self.step = 0
         self.images_seen = 0
@@ -172,39 +186,79 @@ class Trainer:
             return None
         return torch.randn(batch["x_in"].shape[0], self.z_dim, device=self.device)
 
-    def generator_phase(self, batch: dict, sigma: float) -> dict:
-        """Zero G's grads, backward ``L_G`` (DDP averages the grads over ranks); no optimiser step."""
+    def generator_phase(self, batch: dict, sigma: float, fake=None) -> dict:
+        """Zero G's grads, backward ``L_G`` (DDP averages the grads over ranks); no optimiser step.
+        ``fake``: G's output already computed this step (``update_order: d_then_g``)."""
         self.G.requires_grad_(True)
         if self.D is not None:
             self.D.requires_grad_(False)
         self.opt_G.zero_grad(set_to_none=True)
-        loss, stats = self.loss.generator_loss(batch, self.draw_z(batch), sigma)
+        loss, stats = self.loss.generator_loss(batch, self.draw_z(batch) if fake is None else None, sigma, fake=fake)
         loss.backward()
         return stats
 
-    def discriminator_phase(self, batch: dict, sigma: float) -> dict:
-        """Zero D's grads, backward the D loss (+ R1 on schedule); DDP averages the grads over ranks."""
+    def discriminator_phase(self, batch: dict, sigma: float, fake=None) -> dict:
+        """Zero D's grads, backward the D loss (+ R1 on schedule); DDP averages the grads over ranks.
+        ``fake``: G's (detached) output already computed this step."""
         self.G.requires_grad_(False)
         self.D.requires_grad_(True)
         self.opt_D.zero_grad(set_to_none=True)
         do_r1 = self.step % self.cfg.loss.r1_interval == 0
-        loss, stats = self.loss.discriminator_loss(batch, self.draw_z(batch), sigma, do_r1)
+        loss, stats = self.loss.discriminator_loss(batch, self.draw_z(batch) if fake is None else None, sigma, do_r1, fake=fake)
         loss.backward()
         self.G.requires_grad_(True)
         return stats
+
+    def restart_phase(self, phase) -> None:
+        """A training phase begins (``optim_phases`` of the generator): Adam restarts for G and D
+        (empty moments and step counts: what a new ``torch.optim.Adam`` holds), and D is
+        re-initialised where the authors build a new discriminator for the phase."""
+        import logging
+
+        for opt in (self.opt_G, self.opt_D):
+            if opt is not None:
+                opt.state.clear()
+        fresh = ""
+        if phase.fresh_discriminator and self.D is not None:
+            reset = getattr(self.D, "reset_parameters", None)
+            if reset is None:
+                raise TypeError(f"{type(self.D).__name__} has no reset_parameters(): it cannot start a phase with a fresh discriminator")
+            reset()
+            if self.info.enabled:  # ranks draw different random numbers: every rank takes rank 0's new D
+                import torch.distributed as dist
+
+                for t in list(self.D.parameters()) + list(self.D.buffers()):
+                    dist.broadcast(t.data, 0)
+            fresh = ", discriminator re-initialised"
+        lr = self.opt_G.param_groups[0]["lr"] if phase.lr is None else phase.lr
+        logging.getLogger(__name__).warning("training phase %s starts at step %d: Adam restarted (lr %g)%s", phase.name or "?", self.step, lr, fresh)
 
     def train_step(self, batch: dict) -> dict:
         for net in (self.G, self.D):  # method schedules, e.g. ResViT's CNN pre-training -> transformer fine-tuning
             hook = getattr(net, "set_train_step", None)
             if hook is not None:
                 hook(self.step, self.total_steps)
+        for phase in (self.phases or [])[1:]:
+            if phase.start == self.step:
+                self.restart_phase(phase)
         batch = self.to_device(batch)
         sigma = blur_sigma_at(self.images_seen, self.cfg.loss.blur_sigma, self.cfg.loss.blur_fade_kimg)
-        stats = self.generator_phase(batch, sigma)
-        self.opt_G.step()
-        if self.D is not None:
-            stats.update(self.discriminator_phase(batch, sigma))
+        order = self.cfg.optim.update_order
+        if self.D is None or order == "g_then_d":
+            stats = self.generator_phase(batch, sigma)
+            self.opt_G.step()
+            if self.D is not None:
+                stats.update(self.discriminator_phase(batch, sigma))
+                self.opt_D.step()
+        else:
+            fake = None
+            if order == "d_then_g":  # one forward of G feeds both updates (the pix2pix code base)
+                self.G.requires_grad_(True)
+                fake = self.loss.generate(batch, self.draw_z(batch))
+            stats = self.discriminator_phase(batch, sigma, fake=None if fake is None else fake.detach())
             self.opt_D.step()
+            stats.update(self.generator_phase(batch, sigma, fake=fake))
+            self.opt_G.step()
         self.sched_G.step()
         if self.sched_D is not None:
             self.sched_D.step()
@@ -240,7 +294,15 @@ class Trainer:
             "rng": rng_state(),
             "config": self.cfg.to_dict(),
             "model_config": self.model_cfg.to_dict(),
+            "fallback_weights": self.fallback_weights,
         }
+
+    @property
+    def fallback_weights(self) -> dict[str, str]:
+        """Pretrained weights this run trains without (:func:`unicoal.pretrained.fallback_weights`)."""
+        from unicoal.train.config import fallback_weights
+
+        return fallback_weights(self.cfg.to_dict())
 
     def load_state_dict(self, ckpt: dict) -> None:
         self.G.load_state_dict(ckpt["G"])
@@ -251,10 +313,10 @@ class Trainer:
             self.D.load_state_dict(ckpt["D"])
             self.opt_D.load_state_dict(ckpt["opt_D"])
             self.sched_D.load_state_dict(ckpt["sched_D"])
-        # the schedule horizon follows the current config (e.g. a larger --max-steps)
-        for sched in (self.sched_G, self.sched_D):
+        # the schedule horizon (and phase starts) follow the current config (e.g. a larger --max-steps)
+        for sched, fresh in zip((self.sched_G, self.sched_D), self._lr_lambdas):
             if sched is not None:
-                sched.lr_lambdas[0].total = self.total_steps
+                sched.lr_lambdas[0].__dict__.update(fresh)
         self.step = int(ckpt["step"])
         self.images_seen = int(ckpt["images_seen"])
         set_rng_state(ckpt["rng"])
@@ -286,7 +348,9 @@ def train(
     """Train ``cfg`` on ``samplesheet`` into ``out_dir``; returns a summary dict.
 
     Writes ``config.json`` first, ``log.csv`` while training, ``checkpoints/last.pt`` every
-    ``run.checkpoint_every`` steps and at the end, and the inference export ``model.pt``.
+    ``run.checkpoint_every`` steps and at the end, and the inference export ``model.pt``. With
+    ``run.val_every`` and ``val`` rows, also ``val.csv`` and ``model_best.pt``, and at the end
+    ``model.pt`` is the best EMA generator on validation (:mod:`unicoal.train.validate`).
     ``stop_after`` ends the process after that many steps of this invocation (tests use it to
     simulate a kill right after a checkpoint).
     """
@@ -297,6 +361,9 @@ def train(
     info = init_distributed(device)
     try:
         dataset = build_dataset(cfg, samplesheet)  # bad input fails before anything is written
+        from unicoal.train.validate import Validator  # model selection on the val split (run.val_every)
+
+        validator = Validator(cfg, samplesheet, run, enabled=info.is_main)
         cfg_json = run / "config.json"
         if resume:  # checked on every rank, so all ranks fail together
             if not ckpt_path.exists():
@@ -327,6 +394,7 @@ def train(
         from unicoal.train.logging import TrainLogger
 
         log = TrainLogger(run, total=trainer.total_steps, start=trainer.step, enabled=info.is_main, tensorboard=cfg.run.tensorboard, progress=progress)
+        validator.begin(trainer.step)
 
         def save() -> None:
             if info.is_main:
@@ -339,6 +407,9 @@ def train(
         started = trainer.step
         t0 = time.perf_counter()
         killed = False
+        from unicoal.train.signals import StopOnSignal  # SIGUSR2 / SIGTERM: save after this step and stop
+
+        stopper = StopOnSignal(info, trainer.device)
         while trainer.step < trainer.total_steps and not killed:
             epoch, start_batch = divmod(trainer.step, steps_per_epoch)
             dataset.set_epoch(epoch)
@@ -358,15 +429,27 @@ def train(
                     row.update(stats)
                     row["sec_per_step"] = (now - t0) / max(1, step - started)
                     log.log(row)
+                if validator.due(step, trainer.total_steps):  # before save(): a checkpoint never precedes its val.csv row
+                    validator.step(trainer, log.tb if info.is_main else None)
+                    barrier(info)
                 if step % cfg.run.checkpoint_every == 0 or step == trainer.total_steps:
                     save()
+                if step < trainer.total_steps and stopper.requested(step):  # all ranks agree (all-reduce)
+                    stopper.stop(step, run, save if step % cfg.run.checkpoint_every else None)  # save, log
+                    killed = True
+                    break
                 if stop_after is not None and step - started >= stop_after:
                     killed = True
                     break
                 if step >= trainer.total_steps:
                     break
         log.close()
+        shipped = validator.finish() if trainer.step >= trainer.total_steps else "last"  # model.pt <- model_best.pt
         elapsed = time.perf_counter() - t0
-        return {"step": trainer.step, "images_seen": trainer.images_seen, "total_steps": trainer.total_steps, "seconds": elapsed, "run_dir": str(run), "trainer": trainer}
+        return {"step": trainer.step, "images_seen": trainer.images_seen, "total_steps": trainer.total_steps, "seconds": elapsed, "run_dir": str(run), "trainer": trainer,
+                "model": shipped, "signal": stopper.signum}
     finally:
+        from unicoal.train.signals import restore_signal_handlers
+
+        restore_signal_handlers()
         cleanup(info)

@@ -26,13 +26,19 @@ defaults keep the losses above unchanged):
 * ``adversarial_weight``: factor on G's adversarial term (default 1; AutoGAN-Synthesizer 1e-4).
 * ``perceptual_weight`` x ``L_perc(fake, y)``: L1 between frozen-network features of the
   generated and target slices (pGAN), :class:`unicoal.nn.perceptual.PerceptualLoss`.
+* ``mse_weight`` x MSE + ``style_weight`` x ``L_style`` + ``tv_weight`` x TV: AutoGAN-Synthesizer's
+  content loss (1, 1e5, 1e-7), on slices mapped to [0, 1] as the authors' images; ``L_style`` is
+  :class:`unicoal.nn.perceptual.StyleLoss` (Gram matrices of four VGG16 layers), TV a sum over
+  the batch (:func:`total_variation`).
 * ``r1_gamma: 0`` switches R1 off and ``blur_sigma: 0`` the blur.
+* ``optim.update_order`` (:data:`unicoal.train.config.UPDATE_ORDERS`): the trainer may compute
+  G's output once and pass it to both losses (``fake=``), as the pix2pix code base does.
 """
 from __future__ import annotations
 
 import math
 
-__all__ = ["GAN_LOSSES", "blur_sigma_at", "gaussian_kernel1d", "gaussian_blur", "gan_loss", "UniCoalLoss"]
+__all__ = ["GAN_LOSSES", "blur_sigma_at", "gaussian_kernel1d", "gaussian_blur", "gan_loss", "total_variation", "UniCoalLoss"]
 
 #: adversarial loss forms (``loss.gan``) -> factor on the discriminator's objective
 GAN_LOSSES: dict[str, float] = {"nonsaturating": 1.0, "vanilla": 0.5, "lsgan": 0.5}
@@ -76,6 +82,12 @@ def gaussian_blur(img, sigma: float):
     return x
 
 
+def total_variation(img):
+    """Anisotropic total variation ``sum |x[.., i, j+1] - x[.., i, j]| + sum |x[.., i+1, j] -
+    x[.., i, j]|`` over the whole batch (a sum, as AutoGAN-Synthesizer's ``perception_loss``)."""
+    return (img[..., :, 1:] - img[..., :, :-1]).abs().sum() + (img[..., 1:, :] - img[..., :-1, :]).abs().sum()
+
+
 def gan_loss(logits, real: bool, kind: str = "nonsaturating"):
     """Adversarial loss of ``logits`` (any shape ``[B, ...]``, e.g. PatchGAN maps) for the
     label ``real``, averaged over every element: ``softplus(-l)`` / ``softplus(l)`` for
@@ -105,22 +117,31 @@ class UniCoalLoss:
             or ``None``.
     """
 
-    def __init__(self, G, D, cfg, sam=None, autocast=None, perceptual=None):
+    def __init__(self, G, D, cfg, sam=None, autocast=None, perceptual=None, style=None):
         import contextlib
 
         from unicoal.train.distributed import unwrap
 
-        self.G, self.D, self.cfg, self.sam, self.perceptual = G, D, cfg, sam, perceptual
+        self.G, self.D, self.cfg, self.sam, self.perceptual, self.style = G, D, cfg, sam, perceptual, style
         self.gan = getattr(cfg, "gan", "nonsaturating")
         self.G_bare, self.D_bare = unwrap(G), unwrap(D)
         self.autocast = autocast or contextlib.nullcontext
         if cfg.adversarial and D is None:
             raise ValueError("an adversarial loss needs a discriminator")
+        from unicoal.train.losses_volume import load_terms
 
-    def generator_loss(self, batch: dict, z, sigma: float):
-        cfg = self.cfg
+        self.terms = load_terms(self.G_bare, self.D_bare, cfg)  # a method's own terms (SC-GAN), named by G's loss_terms
+
+    def generate(self, batch: dict, z):
+        """G's output for ``batch`` through the training wrapper (gradients flow to G)."""
         with self.autocast():
-            fake = self.G(batch["x_in"], batch["delta"], batch["c_out"], z)
+            return self.G(batch["x_in"], batch["delta"], batch["c_out"], z)
+
+    def generator_loss(self, batch: dict, z, sigma: float, fake=None):
+        """``L_G`` and its terms; ``fake``: G's output already computed this step (else G runs)."""
+        cfg = self.cfg
+        if fake is None:
+            fake = self.generate(batch, z)
         fake = fake.float()
         fake_b = gaussian_blur(fake, sigma)
         real_b = gaussian_blur(batch["y"], sigma)
@@ -148,16 +169,35 @@ class UniCoalLoss:
                 perc = self.perceptual(fake_b, real_b).float()
             total = total + cfg.perceptual_weight * perc
             stats["G_perc"] = perc.detach()
+        if getattr(cfg, "mse_weight", 0.0):
+            mse = ((fake_b - real_b) * 0.5).square().mean()  # on [0, 1] images, as the authors
+            total = total + cfg.mse_weight * mse
+            stats["G_mse"] = mse.detach()
+        if self.style is not None and getattr(cfg, "style_weight", 0.0):
+            with self.autocast():
+                style = self.style(fake_b, real_b).float()
+            total = total + cfg.style_weight * style
+            stats["G_style"] = style.detach()
+        if getattr(cfg, "tv_weight", 0.0):
+            tv = total_variation(fake_b * 0.5)  # of the [0, 1] image: a sum, as the authors'
+            total = total + cfg.tv_weight * tv
+            stats["G_tv"] = tv.detach()
+        if self.terms is not None:  # after the adversarial pass (SC-GAN's feature matching reads its D features)
+            extra, more = self.terms.generator(batch, fake_b, real_b)
+            total = total + extra
+            stats.update(more)
         stats["G_loss"] = total.detach()
         return total, stats
 
-    def discriminator_loss(self, batch: dict, z, sigma: float, do_r1: bool):
+    def discriminator_loss(self, batch: dict, z, sigma: float, do_r1: bool, fake=None):
+        """D's loss (+ R1); ``fake``: G's detached output already computed this step (else G runs)."""
         import torch
 
         cfg = self.cfg
         do_r1 = do_r1 and cfg.r1_gamma > 0  # r1_gamma 0 (baselines): no input gradients at all
-        with torch.no_grad(), self.autocast():
-            fake = self.G_bare(batch["x_in"], batch["delta"], batch["c_out"], z)
+        if fake is None:
+            with torch.no_grad(), self.autocast():
+                fake = self.G_bare(batch["x_in"], batch["delta"], batch["c_out"], z)
         sources = cfg.d_sources_blur_r1  # reference: blur and R1 cover the whole D input [x_in | y]
         x_in = batch["x_in"]
         with self.autocast():
@@ -182,5 +222,9 @@ class UniCoalLoss:
             r1 = penalty * (cfg.r1_gamma / 2.0) * cfg.r1_interval
             total = total + r1
             stats["D_r1"] = penalty.detach()
+        if self.terms is not None:
+            extra, more = self.terms.discriminator()
+            total = total + extra
+            stats.update(more)
         stats["D_loss"] = total.detach()
         return total, stats

@@ -18,6 +18,7 @@ process COHORT {
         ? "phantom --out cohort --subjects ${meta.subjects} --preset ${meta.preset} --seed ${meta.seed}"
         : "${meta.dataset} --root data_root --out cohort/samplesheet.csv"
     """
+    # unicoal code ${task.ext.code}
     unicoal cohort ${source} ${args}
 
     cat <<-END_VERSIONS > versions.yml
@@ -28,6 +29,7 @@ process COHORT {
 
     stub:
     """
+    # unicoal code ${task.ext.code}
     mkdir -p cohort
     printf 'subject,modality,path,label,split\\n' > cohort/samplesheet.csv
     for i in \$(seq 1 ${meta.subjects ?: 3}); do

@@ -16,6 +16,7 @@ process DEGRADE {
     def args = task.ext.args ?: ''
     def specs = meta.specs.collect { spec -> "${spec[0]} ${spec[1]}" }.join('\\n')
     """
+    # unicoal code ${task.ext.code}
     mkdir -p deg
     printf '%b\\n' '${specs}' > specs.txt
     while read -r mod scale; do
@@ -31,6 +32,7 @@ process DEGRADE {
     stub:
     def outs = meta.specs.collect { spec -> "deg/${meta.subject}_${spec[0]}_x${spec[1]}.nii.gz" }
     """
+    # unicoal code ${task.ext.code}
     mkdir -p deg && touch ${outs.join(' ')}
     printf '"%s":\\n    unicoal: stub\\n' "${task.process}" > versions.yml
     """

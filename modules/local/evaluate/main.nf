@@ -14,20 +14,17 @@ process EVALUATE {
     script:
     def args = task.ext.args ?: ''
     def mask_files = masks instanceof List ? masks : [masks]
-    // one tab-separated line per job ('-' for an empty field): read by the loop below
-    def lines = jobs.collect { job ->
-        [job.id, "target/${job.like}", job.mask_index >= 0 ? mask_files[job.mask_index] : '-', job.method_id, job.task ?: '-',
-         job.dataset ?: '-', job.subject, job.source, job.target, job.scale, job.table].join('\t')
+    def quote = { v -> v.toString().contains(',') || v.toString().contains('"') ? '"' + v.toString().replace('"', '""') + '"' : v.toString() }
+    // one row per volume: `unicoal evaluate --jobs` evaluates them all in one Python
+    def lines = ['pred,target,out,mask,method,task,dataset,subject,source,target_modality,scale,table'] + jobs.collect { job ->
+        ["pred/${job.id}.nii.gz", "target/${job.like}", "rows/${job.id}.csv", job.mask_index >= 0 ? mask_files[job.mask_index] : '',
+         job.method_id, job.task ?: '', job.dataset ?: '', job.subject, job.source, job.target, job.scale, job.table].collect(quote).join(',')
     }
     """
-    printf '%b' '${(lines.join('\n') + '\n').replace('\\', '\\\\').replace("'", "'\\''").replace('\n', '\\n')}' > jobs.tsv
+    # unicoal code ${task.ext.code}
+    printf '%b' '${(lines.join('\n') + '\n').replace('\\', '\\\\').replace("'", "'\\''").replace('\n', '\\n')}' > jobs.csv
     mkdir -p rows
-    while IFS=\$'\\t' read -r id target mask method task dataset subject source tmod scale table; do
-        [ "\$mask" = - ] && mask='' ; [ "\$task" = - ] && task='' ; [ "\$dataset" = - ] && dataset=''
-        unicoal evaluate --pred "pred/\$id.nii.gz" --target "\$target" \${mask:+--mask "\$mask"} --out "rows/\$id.csv" \\
-            --method "\$method" --task "\$task" --dataset "\$dataset" --subject "\$subject" \\
-            --source "\$source" --target-modality "\$tmod" --scale "\$scale" --table "\$table" ${args}
-    done < jobs.tsv
+    unicoal evaluate --jobs jobs.csv ${args}
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":
@@ -39,6 +36,7 @@ process EVALUATE {
     stub:
     def lines = jobs.collect { job -> "${job.id}|${job.table},${job.dataset},${job.task},${job.method_id},${job.subject},${job.source},${job.target},${job.scale},PSNR,30.0,published" }
     """
+    # unicoal code ${task.ext.code}
     mkdir -p rows
     while IFS='|' read -r id row; do
         printf 'table,dataset,task,method,subject,source,target,scale,metric,value,convention\\n%s\\n' "\$row" > "rows/\$id.csv"

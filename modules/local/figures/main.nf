@@ -14,6 +14,7 @@ process FIGURES {
     script:
     def args = task.ext.args ?: ''
     """
+    # unicoal code ${task.ext.code}
     export MPLBACKEND=Agg
     printf '%b' '${cases.replace('\n', '\\n')}' > cases.csv
     unicoal figures --cases cases.csv --out-dir figures ${args}
@@ -27,6 +28,7 @@ process FIGURES {
 
     stub:
     """
+    # unicoal code ${task.ext.code}
     mkdir -p figures && touch figures/${meta.id}.png
     printf '"%s":\\n    unicoal: stub\\n' "${task.process}" > versions.yml
     """

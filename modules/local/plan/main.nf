@@ -15,6 +15,7 @@ process PLAN {
     script:
     def args = task.ext.args ?: ''
     """
+    # unicoal code ${task.ext.code}
     unicoal plan --experiment ${experiment} --samplesheet ${samplesheet} --out plan/jobs.csv --config-dir plan/configs ${args}
 
     cat <<-END_VERSIONS > versions.yml
@@ -28,6 +29,7 @@ process PLAN {
     // experiment, registered or not) so that -stub-run wires the full-scale graph
     def args = task.ext.args ?: ''
     """
+    # unicoal code ${task.ext.code}
     unicoal plan --experiment ${experiment} --samplesheet ${samplesheet} --out plan/jobs.csv --config-dir plan/configs --ignore-registry ${args}
     printf '"%s":\\n    unicoal: stub\\n' "${task.process}" > versions.yml
     """

@@ -19,6 +19,7 @@ process REPORT {
     def args = task.ext.args ?: ''
     def sidecars = (preprocessing instanceof List ? preprocessing : [preprocessing]).collect { f -> "--preprocessing ${f}" }.join(' ')
     """
+    # unicoal code ${task.ext.code}
     export MPLBACKEND=Agg
     cat > parameters.json <<'UNICOAL_PARAMETERS_JSON'
     ${run_parameters}
@@ -34,6 +35,7 @@ process REPORT {
 
     stub:
     """
+    # unicoal code ${task.ext.code}
     echo '<html><body>stub report</body></html>' > report.html
     printf '"%s":\\n    unicoal: stub\\n' "${task.process}" > versions.yml
     """

@@ -5,7 +5,9 @@ process SEGMENT {
     input:
     // one synthesis batch's volumes of one target modality (meta.target) with DSC, the nnU-Net
     // of that modality, and per job (jobs: maps naming the staged files) the brain mask and the
-    // subject's label map: nnU-Net is loaded once for the batch, Dice is written per table cell
+    // subject's label map (both named after the subject, <subject>_brainmask.nii.gz and
+    // <subject>_label.nii.gz, so many subjects stage side by side): nnU-Net is loaded once for
+    // the batch, Dice is written per table cell
     tuple val(meta), val(jobs), path(model), path(preds, stageAs: 'in/*'), path(masks, stageAs: 'mask/*'), path(labels, stageAs: 'label/*')
 
     output:
@@ -28,6 +30,7 @@ process SEGMENT {
             "--source '${c.source}' --target '${c.target}' --scale ${c.scale} --table '${c.table}' ${dice_args}"
     }.join('\n')
     """
+    # unicoal code ${task.ext.code}
     export OMP_NUM_THREADS=${task.cpus} MKL_NUM_THREADS=${task.cpus}
     unicoal segment predict --nnunet-root ${model} ${inputs} --out-dir seg --device ${device} --threads ${task.cpus} ${args}
     mkdir -p rows
@@ -46,6 +49,7 @@ process SEGMENT {
         "printf '%s\\n' 'table,dataset,task,method,subject,source,target,scale,metric,value,convention' ${lines.collect { l -> "'${l}'" }.join(' ')} > 'rows/${cell}_dice.csv'"
     }.join('\n')
     """
+    # unicoal code ${task.ext.code}
     mkdir -p seg rows
     ${jobs.collect { job -> "touch 'seg/${job.id}_seg.nii.gz'" }.join('\n')}
     ${rows}

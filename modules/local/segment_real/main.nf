@@ -3,22 +3,26 @@ process SEGMENT_REAL {
     label 'process_gpu_infer'
 
     input:
-    // meta.id: the modality; the nnU-Net trained on it; the real (preprocessed) test images of
-    // that modality with their label maps, named by the samplesheet text
+    // meta.id: the modality, meta.dataset: the dataset column of the rows; the nnU-Net trained on
+    // that modality; the real (preprocessed) test images with their label maps (named after
+    // their subjects), named by the samplesheet text
     tuple val(meta), path(model), val(sheet), path(volumes, stageAs: 'data/*'), path(labels, stageAs: 'labels/*')
 
     output:
-    tuple val(meta), path("${meta.id}_real_dice.csv"), emit: row    // method Real: the DSC upper bound
+    // method Real, the DSC upper bound: one file per modality and dataset (T1 in BraTS and CSDH)
+    tuple val(meta), path("${meta.dataset ?: 'cohort'}_${meta.id}_real_dice.csv"), emit: row
     path 'versions.yml'                                , emit: versions
 
     script:
     def args = task.ext.args ?: ''
     def device = task.ext.device ?: 'cpu'
+    def out = "${meta.dataset ?: 'cohort'}_${meta.id}_real_dice.csv"
     """
+    # unicoal code ${task.ext.code}
     export OMP_NUM_THREADS=${task.cpus} MKL_NUM_THREADS=${task.cpus}
     printf '%b' '${sheet.replace('\n', '\\n')}' > samplesheet.csv
     unicoal segment real --nnunet-root ${model} --samplesheet samplesheet.csv --modality ${meta.id} --out-dir seg \\
-        --out ${meta.id}_real_dice.csv --dataset '${meta.dataset}' --device ${device} --threads ${task.cpus} ${args}
+        --out ${out} --dataset '${meta.dataset}' --device ${device} --threads ${task.cpus} ${args}
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":
@@ -28,9 +32,11 @@ process SEGMENT_REAL {
     """
 
     stub:
+    def out = "${meta.dataset ?: 'cohort'}_${meta.id}_real_dice.csv"
     """
-    echo 'table,dataset,task,method,subject,source,target,scale,metric,value,convention' > ${meta.id}_real_dice.csv
-    echo ',${meta.dataset},,Real,stub,${meta.id},${meta.id},1,DSC,0.9,brats-empty-1' >> ${meta.id}_real_dice.csv
+    # unicoal code ${task.ext.code}
+    echo 'table,dataset,task,method,subject,source,target,scale,metric,value,convention' > ${out}
+    echo ',${meta.dataset},,Real,stub,${meta.id},${meta.id},1,DSC,0.9,brats-empty-1' >> ${out}
     printf '"%s":\\n    unicoal: stub\\n' "${task.process}" > versions.yml
     """
 }

@@ -13,6 +13,7 @@ process STATS {
     def args = task.ext.args ?: ''
     def files = rows instanceof List ? rows : [rows]
     """
+    # unicoal code ${task.ext.code}
     unicoal stats ${files.collect { f -> "--in ${f}" }.join(' ')} --out stats.csv ${args}
 
     cat <<-END_VERSIONS > versions.yml
@@ -24,6 +25,7 @@ process STATS {
 
     stub:
     """
+    # unicoal code ${task.ext.code}
     echo 'table,method,metric,p' > stats.csv
     printf '"%s":\\n    unicoal: stub\\n' "${task.process}" > versions.yml
     """

@@ -22,6 +22,7 @@ process SYNTHESIZE {
         [job.id, "in/${job.input}", job.source, job.target, "like/${job.like}", "out/${job.table}/${job.method_id}/${job.id}.nii.gz"].collect(quote).join(',')
     }
     """
+    # unicoal code ${task.ext.code}
     export OMP_NUM_THREADS=${task.cpus} MKL_NUM_THREADS=${task.cpus}
     printf '%b' '${(lines.join('\n') + '\n').replace('\\', '\\\\').replace("'", "'\\''").replace('\n', '\\n')}' > jobs.csv
     unicoal synthesize --jobs jobs.csv ${checkpoint ? "--checkpoint ${checkpoint}" : "--method ${meta.method}"} --device ${device} --no-progress ${args}
@@ -36,6 +37,7 @@ process SYNTHESIZE {
     stub:
     def outs = jobs.collect { job -> "out/${job.table}/${job.method_id}/${job.id}.nii.gz" }
     """
+    # unicoal code ${task.ext.code}
     for f in ${outs.collect { o -> "'${o}'" }.join(' ')}; do mkdir -p "\$(dirname "\$f")" && touch "\$f"; done
     printf '"%s":\\n    unicoal: stub\\n' "${task.process}" > versions.yml
     """

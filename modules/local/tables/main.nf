@@ -13,6 +13,7 @@ process TABLES {
     def args = task.ext.args ?: ''
     def files = rows instanceof List ? rows : [rows]
     """
+    # unicoal code ${task.ext.code}
     unicoal tables ${files.collect { f -> "--in ${f}" }.join(' ')} --stats ${stats} --out-dir tables ${args}
 
     cat <<-END_VERSIONS > versions.yml
@@ -23,6 +24,7 @@ process TABLES {
 
     stub:
     """
+    # unicoal code ${task.ext.code}
     mkdir -p tables && touch tables/${meta.id}.csv tables/${meta.id}.md tables/${meta.id}.tex
     printf '"%s":\\n    unicoal: stub\\n' "${task.process}" > versions.yml
     """

@@ -15,10 +15,18 @@ What is the paper's (and the authors' code's):
   features, growth 64, 8 blocks of 3 layers, ``feature_dim`` 128;
 * the implicit voxel function: for every high-resolution (HR) query coordinate the feature
   vector is interpolated trilinearly from the feature map (``grid_sample``, coordinates
-  normalised to [-1, 1] over the LR patch, voxel centres at ``(2 i + 1) / n - 1``), concatenated
-  with the coordinate and decoded by an MLP (published: two stages of 4 ReLU layers of width
-  256, the first stage's output added to its input before the second: "depth 8");
-* one model for every scale: training draws the scale per item; L1 loss, Adam lr 1e-4.
+  normalised to [-1, 1] over the LR patch, voxel centres at ``(2 i + 1) / n - 1``; ``grid_sample``'s
+  default zero padding, so a query beyond the outermost voxel centres mixes in zero features),
+  concatenated with the coordinate and decoded by an MLP (published: two stages of 4 ReLU
+  layers of width 256, the first stage's output added to its input before the second: "depth
+  8");
+* one model for every scale: training draws the scale per item continuously,
+  ``round(uniform(2, 4.04), 1)`` (``data.py`` ``ImgTrain``), and decodes ``K = 8000`` voxels
+  drawn at random (without replacement) from the HR patch (``-ss 8000`` in ``train.py``); L1
+  loss, Adam lr 1e-4, halved every 200 of 2500 epochs.
+
+The Uni-COAL authors' repository (zhiyuns/UniCOAL) has no ArSSR model; the paper's ArSSR
+numbers follow the authors' code.
 
 What is ours (the Uni-COAL paper's thick-slice setting):
 
@@ -27,16 +35,20 @@ What is ours (the Uni-COAL paper's thick-slice setting):
   patch and, along the slice axis, at the target slices' continuous positions
   ``u = n + delta`` (:mod:`unicoal.geometry`) relative to the patch's first LR slice, so
   any thickness ratio, e.g. the non-integer 5.33x, is one forward pass of the same model;
-* training queries ``Q`` whole HR slices of the patch (the paper samples ``K = 8000`` random
-  voxels; ``Q * S * S`` with the published ``Q = 5, S = 40`` is the same 8000), the scale
-  drawn from the data config's ratios (Table IV: 2, 4, 6; the paper: uniform in [2, 4]);
+* training decodes ``query_voxels`` (8000) random voxels of the HR slices inside the LR window
+  (:class:`unicoal.predictors.implicit.ImplicitPatchDataset`); the thickness ratio is drawn as
+  the authors draw their scale, ``round(uniform(lo, hi + 0.04), 1)``, over the range of the
+  data config's ratios (Table IV: 2 to 6; theirs 2 to 4); ``continuous_scale: false`` draws
+  from the listed ratios only;
 * synthesis (:class:`unicoal.predictors.implicit.ImplicitPredictor`) encodes windows of ``L``
   LR slices over the whole plane (in-plane coordinates normalised over the plane, as the
   authors' test script does over the whole image) and blends overlapping windows along the
   slice axis;
 * intensities in [-1, 1] like every network of this project;
-* call convention of docs/training.md with ArSSR's queries in ``delta``:
-  ``G(x_in [B, 1, L, S, S], u [B, Q], c_out=None, z=None) -> [B, 1, Q, S, S]``.
+* call convention of docs/training.md with ArSSR's queries in ``delta``: whole planes,
+  ``G(x_in [B, 1, L, S, S], u [B, Q], c_out=None, z=None) -> [B, 1, Q, S, S]`` (synthesis), or
+  voxels, ``G(x_in, coords [B, K, 3]) -> [B, 1, K]`` with ``coords = (u, row, col)`` in voxel
+  units of the patch (training).
 
 Example:
     >>> cfg = ArssrConfig.tiny()
@@ -69,7 +81,8 @@ class ArssrConfig:
         modalities: modalities it may be applied to (SR: the output is the input's modality).
         lr_slices: ``L``, LR slices per patch (training and sliding-window inference).
         img_resolution: ``S``, in-plane patch side.
-        query_slices: ``Q``, HR slices decoded per training patch.
+        query_voxels: ``K``, random HR voxels decoded per training patch (authors: 8000).
+        continuous_scale: draw the training ratio continuously over the ratios' range (authors).
         features / growth / blocks / layers: RDN encoder sizes.
         feature_dim: channels of the encoder's output (the implicit function's feature vector).
         decoder_depth / decoder_width: MLP layers in total (two equal stages) and their width.
@@ -80,7 +93,8 @@ class ArssrConfig:
     pad_mode: str = "replicate"  # slices outside the volume: replicate | constant (-1); set by data.padding
     lr_slices: int = 10
     img_resolution: int = 40
-    query_slices: int = 5
+    query_voxels: int = 8000
+    continuous_scale: bool = True
     features: int = 64
     growth: int = 64
     blocks: int = 8
@@ -97,7 +111,7 @@ class ArssrConfig:
             raise ValueError(f"pad_mode must be 'replicate' or 'constant', got {self.pad_mode!r}")
         if int(self.num_inputs) != 1:
             raise ValueError(f"ArSSR reads one LR volume: num_inputs must be 1, got {self.num_inputs}")
-        for name in ("lr_slices", "img_resolution", "query_slices", "features", "growth", "blocks", "layers", "feature_dim", "decoder_width"):
+        for name in ("lr_slices", "img_resolution", "query_voxels", "features", "growth", "blocks", "layers", "feature_dim", "decoder_width"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr_slices < 2:
@@ -121,8 +135,9 @@ class ArssrConfig:
 
     @classmethod
     def tiny(cls, **kw) -> "ArssrConfig":
-        """CPU-sized ArSSR (6 x 16 x 16 LR patches, RDN 2 blocks of 2 layers, 8 channels, MLP 4 x 32)."""
-        base = dict(lr_slices=6, img_resolution=16, query_slices=4, features=8, growth=8, blocks=2, layers=2,
+        """CPU-sized ArSSR (6 x 16 x 16 LR patches, 512 query voxels, RDN 2 blocks of 2 layers, 8
+        channels, MLP 4 x 32)."""
+        base = dict(lr_slices=6, img_resolution=16, query_voxels=512, features=8, growth=8, blocks=2, layers=2,
                     feature_dim=8, decoder_depth=4, decoder_width=32)
         return cls(**{**base, **kw})
 
@@ -228,8 +243,9 @@ class ArssrNet(nn.Module):
     """Encoder + implicit decoder: ``G(x_in [B, 1, L, S, S], u [B, Q], c_out=None, z=None) -> [B, 1, Q, S, S]``.
 
     ``u`` are the target slices' positions in LR slice-index units relative to the patch's first
-    slice (``u = n + delta - first``); queries outside ``[-0.5, L - 0.5]`` use the edge features.
-    :meth:`encode` and :meth:`decode` split the two halves for patch-wise inference.
+    slice (``u = n + delta - first``); features are sampled with ``grid_sample``'s zero padding
+    (authors). :meth:`encode` and :meth:`decode` (whole planes) / :meth:`decode_points` (voxels)
+    split the two halves for patch-wise inference.
     """
 
     def __init__(self, cfg: ArssrConfig):
@@ -259,10 +275,26 @@ class ArssrNet(nn.Module):
             uz = normalized_coords(u[:, s:s + step].to(dev, dt), L)  # [B, q]
             qq = uz.shape[1]
             grid = torch.stack(torch.broadcast_tensors(xs.view(1, 1, 1, w), ys.view(1, 1, h, 1), uz.view(b, qq, 1, 1)), dim=-1)  # [B, q, H, W, 3] (x, y, z)
-            v = F.grid_sample(feats, grid, mode="bilinear", padding_mode="border", align_corners=False)  # [B, C, q, H, W]
-            v = torch.cat([v.permute(0, 2, 3, 4, 1), grid.flip(-1)], dim=-1)  # feature | (z, y, x)
-            outs.append(self.decoder(v).permute(0, 4, 1, 2, 3))  # [B, 1, q, H, W]
+            outs.append(self._query(feats, grid).permute(0, 4, 1, 2, 3))  # [B, 1, q, H, W]
         return torch.cat(outs, dim=2)
 
+    def decode_points(self, feats: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+        """Decode feature maps ``[B, C, L, H, W]`` at voxel coordinates ``coords [B, K, 3]`` =
+        ``(u, row, col)`` in voxel units of the patch -> ``[B, 1, K]`` (the authors' training)."""
+        b, c, L, h, w = feats.shape
+        if coords.ndim != 3 or coords.shape[0] != b or coords.shape[-1] != 3:
+            raise ValueError(f"coords must be [B, K, 3] with B = {b}, got {tuple(coords.shape)}")
+        coords = coords.to(feats.device, feats.dtype)
+        zyx = torch.stack([normalized_coords(coords[..., i], n) for i, n in enumerate((L, h, w))], dim=-1)  # [B, K, 3]
+        return self._query(feats, zyx.flip(-1)[:, :, None, None]).reshape(b, 1, -1)  # grid [B, K, 1, 1, (x, y, z)]
+
+    def _query(self, feats, grid):
+        """MLP of [trilinear feature | (z, y, x)] at ``grid [B, ..., 3]`` (x, y, z in [-1, 1]) -> ``[B, ..., 1]``."""
+        v = F.grid_sample(feats, grid, mode="bilinear", padding_mode="zeros", align_corners=False)  # [B, C, ...]
+        v = torch.cat([v.movedim(1, -1), grid.flip(-1)], dim=-1)  # feature | (z, y, x)
+        return self.decoder(v)
+
     def forward(self, x_in, delta, c_out=None, z=None):
-        return self.decode(self.encode(x_in), delta)
+        """``delta`` [B, Q]: whole planes at slice positions -> [B, 1, Q, S, S]; [B, K, 3]: voxels -> [B, 1, K]."""
+        feats = self.encode(x_in)
+        return self.decode_points(feats, delta) if delta.ndim == 3 else self.decode(feats, delta)

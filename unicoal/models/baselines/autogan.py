@@ -18,10 +18,17 @@ What is the paper's (and the authors' code's):
   lower resolutions, stride-2 3 x 3 convolutions from higher ones); a final fusion into the
   full-resolution branch and a 1 x 1 convolution to the output (no output activation); batch
   norm everywhere; convolution weights ``N(0, 0.001)``;
-* training of the searched network: an unconditional 70 x 70 PatchGAN on the generated / real
-  target (``define_D(..., 'instance', use_sigmoid=True)``), adversarial weight 1e-4; Adam lr 5e-5,
-  betas (0.9, 0.999), batch 16, lr constant (the authors' cosine schedule is attached to an
-  unused optimiser), 1000 epochs.
+* input: every source image *and its k-space image*, the log-magnitude of its centred 2D Fourier
+  transform (``create_data/k_space_analysis.py``: ``log|fftshift(fft2(img))|``), stacked as
+  channels (images first, then their k-space images: ``main_train_...py``);
+* training of the searched network: content loss = MSE + 1e5 x Gram-matrix style loss over VGG16
+  relu1_2 / 2_2 / 3_3 / 4_3 (ImageNet weights; ``vgg.py``, ``utils.gram``) + 1e-7 x total
+  variation (``perception_loss``); an unconditional 70 x 70 PatchGAN on the generated / real
+  target (``define_D(..., 'instance', use_sigmoid=True)``), adversarial weight 1e-4; within a step
+  D is updated before G from one forward of G; Adam lr 5e-5, betas (0.9, 0.999), batch 16, lr
+  constant (the authors' cosine schedule is attached to an unused optimiser), 1000 epochs;
+  augmentation (``datasets.py``): a rotation by 90, 180 or 270 degrees, a left-right mirror with
+  probability 1/2, and a saturation factor in [0.8, 1.2].
 
 What is ours:
 
@@ -31,13 +38,26 @@ What is ours:
   "residual blocks, then exchange" rhythm). Set ``model.arch`` (12 letters ``p`` / ``f`` for
   stages 2, 3, 4) to a searched sequence; the search itself (``main_train_search.py``: a
   softmax-relaxed choice per module trained on MSE, DARTS-style) is not part of this package;
-* losses, within the one trainer: the authors' content loss (MSE + 1e5 x Gram-matrix style loss
-  over four VGG16 layers + 1e-7 x total variation) is replaced by L1 (``l1_weight: 1``), and
-  their sigmoid-MSE / BCE adversarial pair by the cross-entropy GAN loss (``gan: vanilla``) at
-  weight 1e-4 (``adversarial_weight``); no EMA, no R1, no blur; the D's step decay (x0.1 every
-  150 epochs) is not reproduced;
-* one grey input slice and one output slice (the authors feed 3-channel images); the output
-  stays linear (no ``tanh``), as in the authors' code, and synthesis clips it to [0, 1];
+* the k-space channel is built inside the generator (:func:`log_kspace`, ``model.kspace``), so
+  training and synthesis compute it with the one function from the (augmented) input slice; its
+  log-magnitude is min-max scaled per image to [-1, 1] (the authors store it as an image file,
+  whose scaling their code does not show) and ``log(1 + |F|)`` of the image in [0, 255] avoids
+  ``log 0``;
+* losses, within the one trainer: the authors' content loss on the [0, 1] images
+  (``loss.mse_weight`` 1, ``style_weight`` 1e5 with :class:`unicoal.nn.perceptual.StyleLoss`,
+  ``tv_weight`` 1e-7); VGG16's ImageNet weights come from ``loss.perceptual_checkpoint`` (never
+  downloaded), else the logged LiteMedSAM fallback runs (one feature map) and the tables mark
+  the run; their sigmoid-MSE / BCE adversarial pair is the cross-entropy GAN loss (``gan:
+  vanilla``) at weight 1e-4 (``adversarial_weight``); no EMA, no R1, no blur; the D's step
+  decay (x0.1 every 150 epochs) is not reproduced (their scheduler is rebuilt every epoch, so it
+  never fires), nor is their rebuilding of both Adam optimisers at every epoch;
+* augmentation: ``data.augment: [rot90, mirror, saturation]`` (sampled per item with the other
+  random choices, then applied: :class:`unicoal.data.SliceDataset`); saturation is torchvision's
+  blend with the image's own grey version, which leaves grey slices unchanged (as it leaves the
+  authors' grey-as-RGB slices), so it is drawn and recorded but changes no pixel;
+* one grey input slice (plus its k-space image) and one output slice (the authors feed three
+  source contrasts as RGB images); the output stays linear (no ``tanh``), as in the authors'
+  code, and synthesis clips it to [0, 1];
 * the blocks are torchvision's ``Bottleneck`` and ``BasicBlock`` (the same layers as the authors'
   ``Bottleneck`` / ``ResidualBlock``); the call convention of docs/training.md:
   ``G(x_in [B, 1, S, S], delta, c_out, z=None)`` (``delta``, ``c_out``, ``z`` ignored: one model
@@ -49,9 +69,14 @@ What is ours:
   are far off (held-out L1 0.62 in eval vs 0.10 in train mode after 24 steps); with 0.5 they
   follow the last few batches. Published training runs long enough for 0.1.
 
-Sizes: ``paper`` with the default ``arch`` has 6.54 M generator parameters (the count depends on
-``arch``: 8.72 M with only parallel modules, 4.36 M with only fusion modules) and 2.76 M
-discriminator parameters; the paper states no count we could check.
+Sizes: ``paper`` with the default ``arch`` has 6,542,560 generator parameters (160 of them read
+the k-space channel; the count depends on ``arch``: 8.72 M with only parallel modules, 4.36 M with
+only fusion modules) and 2,762,689 discriminator parameters; the paper states no count we could
+check, and the searched cell sequence that fixes it is not released (the tables say so).
+
+The Uni-COAL authors' reimplementation (``models/autogan_model.py``, ``parity: official``) trains
+the search space with their pix2pix losses (cross-entropy GAN + 100 x L1) on two input channels
+(``in_channel = 2``, ``cat_inputs``; their code computes no k-space image) without augmentation.
 
 Example:
     >>> G, D = build_autogan(autogan_config({"preset": "tiny"}))
@@ -70,7 +95,21 @@ from torch import nn
 from unicoal.nn.patchgan import NORMS, PatchDiscriminator
 from unicoal.nn.shapes import check_shape
 
-__all__ = ["AutoGanConfig", "FusionModule", "ParallelModule", "AutoGanGenerator", "autogan_config", "build_autogan"]
+__all__ = ["AutoGanConfig", "FusionModule", "ParallelModule", "AutoGanGenerator", "autogan_config", "build_autogan", "log_kspace"]
+
+
+def log_kspace(x: torch.Tensor) -> torch.Tensor:
+    """The k-space image of every slice of ``x`` ``[B, m, S, S]`` in [-1, 1]: ``log(1 + |fftshift(
+    fft2(255 u))|)`` of the image ``u`` in [0, 1] (the authors' 8-bit slices), min-max scaled per
+    slice to [-1, 1] (-1 for a constant map). Float32, no gradient: an input channel, computed by
+    the generator itself in training and synthesis alike."""
+    with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
+        u = (x.float() + 1.0) * 127.5
+        mag = torch.fft.fftshift(torch.fft.fft2(u), dim=(-2, -1)).abs()
+        k = torch.log1p(mag)
+        lo = k.amin(dim=(-2, -1), keepdim=True)
+        span = k.amax(dim=(-2, -1), keepdim=True) - lo
+        return torch.where(span > 0, 2.0 * (k - lo) / span.clamp_min(1e-12) - 1.0, torch.full_like(k, -1.0))
 
 
 @dataclass(frozen=True)
@@ -89,6 +128,8 @@ class AutoGanConfig:
         bn_momentum: momentum of the generator's batch-norm running statistics (0.1, PyTorch's
             and the authors'; the tiny preset uses 0.5 so that a few dozen steps leave running
             statistics that match the weights, see the module docstring).
+        kspace: feed each source slice's log-magnitude k-space image as an extra channel (the
+            authors' input; :func:`log_kspace`).
     """
 
     img_resolution: int = 256
@@ -102,6 +143,7 @@ class AutoGanConfig:
     n_layers_d: int = 3
     norm_d: str = "instance"
     bn_momentum: float = 0.1
+    kspace: bool = True
 
     def __post_init__(self):
         object.__setattr__(self, "modalities", tuple(self.modalities))
@@ -234,8 +276,9 @@ class AutoGanGenerator(nn.Module):
         self.cfg = cfg
         c = cfg.channels
         stem_out = c[0] * Bottleneck.expansion
-        down = nn.Sequential(nn.Conv2d(cfg.num_inputs, stem_out, 1, bias=False), nn.BatchNorm2d(stem_out))
-        self.stem = nn.Sequential(Bottleneck(cfg.num_inputs, c[0], downsample=down), *[Bottleneck(stem_out, c[0]) for _ in range(cfg.modules[0] - 1)])
+        cin = cfg.num_inputs * (2 if cfg.kspace else 1)  # [source slices | their k-space images]
+        down = nn.Sequential(nn.Conv2d(cin, stem_out, 1, bias=False), nn.BatchNorm2d(stem_out))
+        self.stem = nn.Sequential(Bottleneck(cin, c[0], downsample=down), *[Bottleneck(stem_out, c[0]) for _ in range(cfg.modules[0] - 1)])
         self.transitions = nn.ModuleList()
         self.stages = nn.ModuleList()
         before = [stem_out]
@@ -257,7 +300,10 @@ class AutoGanGenerator(nn.Module):
 
     def forward(self, x_in: torch.Tensor, delta=None, c_out=None, z=None) -> torch.Tensor:
         s = self.cfg.img_resolution
-        xs = [self.stem(check_shape(x_in, [None, self.cfg.num_inputs, s, s], "x_in"))]
+        x = check_shape(x_in, [None, self.cfg.num_inputs, s, s], "x_in")
+        if self.cfg.kspace:
+            x = torch.cat([x, log_kspace(x).to(x.dtype)], dim=1)
+        xs = [self.stem(x)]
         for transition, ops in zip(self.transitions, self.stages):
             xs = transition(xs)
             for op in ops:
@@ -266,7 +312,7 @@ class AutoGanGenerator(nn.Module):
 
     def extra_repr(self) -> str:
         c = self.cfg
-        return f"channels={list(c.channels)}, modules={list(c.modules)}, arch={c.arch!r}"
+        return f"channels={list(c.channels)}, modules={list(c.modules)}, arch={c.arch!r}, kspace={c.kspace}"
 
 
 def build_autogan(cfg: AutoGanConfig, discriminator: bool = True):

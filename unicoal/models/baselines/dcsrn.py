@@ -14,6 +14,14 @@ What is the paper's:
   concatenated maps to the output image (no residual to the input);
 * an L1 loss (the issue's choice as well).
 
+The Uni-COAL authors' reimplementation (zhiyuns/UniCOAL ``models/networks/dcsrn.py``,
+``models/dcsrn_model.py``, the source of the paper's DCSRN numbers) differs: its last layer is a
+3 x 3 x 3 convolution, the output is the input plus the network (a global residual), it is
+trained with the mean squared error (``DeepResolveModel.backward_G``) and Kaiming
+initialisation. ``parity: official`` selects its layers and loss (``tail_kernel: 3``,
+``residual: true``, 223,729 parameters; ``loss.mse_weight: 1, l1_weight: 0``; lr 2e-4, beta1 0.5:
+:data:`unicoal.train.config.PARITY_METHODS`).
+
 What is ours:
 
 * the thick-slice input is pre-interpolated along the slice axis (``interpolation``, default
@@ -22,7 +30,8 @@ What is ours:
   (96^3) and the CPU-sized ``tiny`` preset.
 
 Parameters at the published size (k = 24, 4 units): 219,985 with biases and batch-norm affine
-weights (counted here, about 0.22 M).
+weights (counted here, about 0.22 M; the paper gives none; the Uni-COAL authors' variant has
+223,729).
 
 Example:
     >>> cfg = dcsrn_config({"preset": "tiny"})
@@ -49,12 +58,16 @@ class DcsrnConfig(Volume3dConfig):
     growth: int = 24
     units: int = 4
     first: int = 48
+    tail_kernel: int = 1  # the output convolution (paper: 1; Uni-COAL authors: 3)
+    residual: bool = False  # output = input + network (Uni-COAL authors)
 
     def __post_init__(self):
         super().__post_init__()
         for name in ("growth", "units", "first"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if int(self.tail_kernel) not in (1, 3):
+            raise ValueError(f"tail_kernel must be 1 or 3, got {self.tail_kernel}")
 
 
 PRESETS: dict[str, dict] = {
@@ -88,14 +101,16 @@ class DCSRN(nn.Module):
         k, first = int(cfg.growth), int(cfg.first)
         self.stem = nn.Conv3d(1, first, 3, padding=1)
         self.units = nn.ModuleList(DenseUnit(first + i * k, k) for i in range(int(cfg.units)))
-        self.out = nn.Conv3d(first + int(cfg.units) * k, 1, 1)
-        self.receptive_radius = 1 + int(cfg.units)  # stem + one voxel per unit (1x1x1 output)
+        t = int(cfg.tail_kernel)
+        self.out = nn.Conv3d(first + int(cfg.units) * k, 1, t, padding=t // 2)
+        self.receptive_radius = 1 + int(cfg.units) + t // 2  # stem + one voxel per unit (+ a 3x3x3 output)
 
     def forward(self, x, delta=None, c_out=None, z=None):
         feats = [self.stem(x)]
         for unit in self.units:
             feats.append(unit(torch.cat(feats, dim=1)))
-        return self.out(torch.cat(feats, dim=1))
+        y = self.out(torch.cat(feats, dim=1))
+        return x + y if self.cfg.residual else y
 
     def extra_repr(self) -> str:
         return f"growth={self.cfg.growth}, units={self.cfg.units}, first={self.cfg.first}, receptive_radius={self.receptive_radius}"

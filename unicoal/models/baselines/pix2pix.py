@@ -18,7 +18,10 @@ What is the paper's (and the authors' code's):
 * losses: the cross-entropy GAN loss (``loss.gan: vanilla``: BCE with logits, D's objective
   halved) + 100 x L1; Adam lr 2e-4, betas (0.5, 0.999); lr constant, then linear decay to 0
   (the code's 100 + 100 epochs: ``decay_start 0.5``); batch size 1; weights ``N(0, 0.02)``;
-  one input slice (2D), one model per source/target pair.
+  within a step D is updated before G, from one forward of G (``optimize_parameters``;
+  ``optim.update_order: d_then_g``); one input slice (2D), one model per source/target pair.
+  (The Uni-COAL authors' reimplementation trains with batch 32 for 50 + 50 epochs: ``parity:
+  official``, :data:`unicoal.train.config.PARITY_METHODS`.)
 
 What is ours:
 

@@ -16,10 +16,13 @@ What is the paper's (and the authors' code's):
   predict a residual: ``y_s = y_(s-1) - 2 G_s([x | y_(s-1)])`` (clamped to [-1, 1] at test
   time); each stage is trained after the previous one, on the previous stage's outputs for the
   training volumes;
-* every stage: the ResNet generator of pix2pix (``resnet_9blocks``, ``ngf = 64``, dropout 0.5)
-  and the 70 x 70 PatchGAN on ``[inputs | target]``, batch norm at batch size 1, LSGAN +
-  100 x L1 (stage 1 runs the authors' ``pix2pix_perceptual`` model class, stages 2-3
-  ``pix2pix_perceptual_residual``), Adam lr 2e-4, beta1 0.5, 50 + 50 epochs per stage
+* every stage: the ResNet generator of pix2pix (``resnet_9blocks``, dropout 0.5) and the
+  70 x 70 PatchGAN on ``[inputs | target]``, both with ``ngf = ndf = 24`` (the defaults of the
+  authors' ``options/base_options.py``, which ``sample_run.sh`` never changes), batch norm at
+  batch size 1, LSGAN + 100 x L1 (stage 1 runs the authors' ``pix2pix_perceptual`` model class,
+  stages 2-3 ``pix2pix_perceptual_residual``); D is updated before G within a step (their
+  ``optimize_parameters``); each stage is its own ``train.py`` run, so each has its own Adam
+  (lr 2e-4, beta1 0.5) and schedule: 50 epochs constant + 50 linear decay to 0
   (configs/provogan.yaml);
 * task-specific: one model per (source, target, thickness) task (Table V: CMS, SR and CMSR,
   no arbitrary input or output).
@@ -30,7 +33,10 @@ What is ours:
   the same ``resnet_9blocks`` and PatchGAN), with ``norm: batch`` = per-image statistics with a
   learned scale and shift (what batch norm at batch 1 computes in the authors' code);
 * one ``unicoal train`` run trains the three stages one after the other: the run's horizon is
-  split into equal thirds (:func:`stage_of`); the trainer calls ``set_train_step`` before every
+  split into equal thirds (:func:`stage_of`), each a training phase of the trainer
+  (:meth:`ProvoGANGenerator.optim_phases`): Adam restarts and the constant-then-linear schedule
+  runs anew in every stage, as in the authors' three runs; ``optim.update_order: d_then_g``.
+  The trainer calls ``set_train_step`` before every
   step, which selects the stage of G and D, and the training items of stage ``s`` (cross-sections
   of orientation ``order[s]``, :class:`unicoal.predictors.provogan.ProvoDataset`) carry the output
   of stages ``1 .. s-1`` on the training volumes, computed once when the stage starts with the
@@ -48,9 +54,13 @@ What is ours:
   ``x_in = [source | previous stage]`` (the second channel is ignored by stage 1), ``D(x_in, y,
   delta, c_out) -> [B, 1, h, w]``.
 
-Sizes: ``paper`` has 3 generators of 11.371 M / 11.374 M / 11.374 M parameters (34.1 M; the
-paper states no count) and 3 discriminators of 2.765 M; ``tiny`` (64 x 64, ``ngf = ndf = 8``, 2 residual
-blocks) is for tests and ``-profile test``.
+Sizes: ``paper`` (``ngf = ndf = 24``) has 3 generators of 1,602,961 / 1,604,137 / 1,604,137
+parameters (G 4,811,235) and 3 discriminators of 391,609 / 391,993 / 391,993 (D 1,175,595): exactly
+what the authors' ``models/networks.py`` (``ResnetGenerator``, ``NLayerDiscriminator``, ``--norm
+batch``, ngf = ndf = 24) builds for one source contrast (``input_nc`` 1 / 2 / 2); their
+``sample_run.sh`` feeds two source contrasts (``input_nc`` 2 / 3 / 3: 4,814,763 / 1,176,747). The
+paper states no count. ``tiny`` (64 x 64, ``ngf = ndf = 8``, 2 residual blocks) is for tests and
+``-profile test``.
 
 Example:
     >>> G, D = build_provogan(ProvoGANConfig.tiny())
@@ -99,8 +109,8 @@ class ProvoGANConfig:
     modalities: tuple[str, ...] = ("T1", "T2")
     pad_mode: str = "replicate"
     order: tuple[int, ...] = (0, 1, 2)
-    ngf: int = 64
-    ndf: int = 64
+    ngf: int = 24  # the authors' options/base_options.py default
+    ndf: int = 24
     n_blocks: int = 9
     n_layers_d: int = 3
     norm: str = "batch"
@@ -196,6 +206,14 @@ class ProvoGANGenerator(_Staged):
     def __init__(self, cfg: ProvoGANConfig):
         super().__init__(cfg)
         self.stages = nn.ModuleList([ResnetGenerator(cfg.stage_config(s)) for s in range(cfg.stages)])
+
+    def optim_phases(self, total_steps: int) -> list:
+        """Trainer hook: one training phase per stage (:func:`stage_of`), each restarting Adam
+        and its constant-then-linear schedule at the config's lr, as the authors' per-stage runs."""
+        from unicoal.train.schedule import Phase
+
+        starts = sorted({-(-s * int(total_steps) // self.cfg.stages) for s in range(self.cfg.stages)})
+        return [Phase(start, name=f"stage {i + 1}") for i, start in enumerate(starts) if start < max(1, int(total_steps)) or start == 0]
 
     def run_stage(self, stage: int, x_in: torch.Tensor) -> torch.Tensor:
         s = self.cfg.img_resolution

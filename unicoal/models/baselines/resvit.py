@@ -19,9 +19,17 @@ What is the paper's (and the authors' code's):
   ``4 ngf`` channels, then a channel-compression residual block over ``[transformer | CNN]`` before
   the residual CNN;
 * training schedule: the CNN-only network (every ART block without its transformer branch) is
-  pre-trained first (authors: 100 epochs), then the transformer branches are inserted, initialised
-  from ImageNet-pretrained ViT weights (R50+ViT-B/16, ImageNet-21k), and the whole network is
-  fine-tuned (authors: 50 epochs), i.e. a phase boundary at 2/3 of training;
+  pre-trained first (authors' README: ``--niter 50 --niter_decay 50 --lr 0.0002``), then a *new
+  run* builds the full network, copies the pre-trained CNN weights, initialises the transformer
+  branches (the patch embeddings of both blocks, the encoder layers, the final norm and the
+  resampled position embeddings) from ImageNet-21k R50+ViT-B/16 weights, and fine-tunes everything
+  with a new Adam at lr 1e-3 (``--niter 25 --niter_decay 25 --lr 0.001``) and a newly initialised
+  discriminator: a phase boundary at 2/3 of training;
+* transformer: attention and projection dropout 0 (``attention_dropout_rate`` feeds both), MLP
+  and embedding dropout 0.1; the MLP layers are initialised Xavier-uniform with biases
+  ``N(0, 1e-6)``; every other generator layer keeps PyTorch's default initialisation (their
+  ``define_G`` calls no ``init_weights`` for ``res_cnn`` / ``resvit``); D is ``N(0, 0.02)``;
+* within a step D is updated before G, from one forward of G (``optimize_parameters``);
 * discriminator: the conditional PatchGAN of pix2pix (``n_layers = 3``, ``ndf = 64``, batch norm,
   70 x 70 receptive field) on ``[source | target]``; losses: adversarial (LSGAN in the authors'
   code) + 100 x L1; Adam with beta1 0.5 (configs/resvit.yaml);
@@ -36,17 +44,22 @@ What is ours:
   total_steps)``, ``pretrain_fraction = 2/3`` as in the authors' 100 + 50 epochs). Pre-training
   runs exactly the authors' CNN-only network; the transformer, embedding, up/down-sampling and
   channel-compression weights exist from the start but get no gradients (Adam skips them) until
-  the switch. One Adam schedule spans both phases (the authors restart the optimiser with
-  lr 1e-3 for fine-tuning). The buffer travels with the checkpoints, so ``--resume`` and
-  ``unicoal synthesize`` use the phase the run reached.
+  the switch. The switch is a training phase of the trainer (:meth:`ResViTGenerator.optim_phases`):
+  as in the authors' second run, Adam restarts for G and D at ``finetune_lr`` (1e-3) with its own
+  constant-then-linear schedule over the remaining third, and D is re-initialised
+  (:meth:`PatchDiscriminator.reset_parameters`). The buffer travels with the checkpoints, so
+  ``--resume`` and ``unicoal synthesize`` use the phase the run reached.
 * ImageNet ViT weights: ``vit_weights`` (a path given by the user; never downloaded) is read at
   the switch, as the authors insert them at fine-tuning: Google's ``.npz``
   (``Transformer/encoderblock_i/...``, e.g. ``R50+ViT-B_16.npz`` or ``ViT-B_16.npz``) or a timm
   ViT state dict (``.pt`` / ``.pth`` / ``.bin`` / ``.safetensors``; loaded weights-only). Only the
-  encoder layers, final norm and position embeddings (resampled to the token grid, as the
-  authors do) are loaded: the patch embedding reads 1024 CNN channels, so ViT's RGB patch
-  embedding does not fit. Without a path the transformer starts from scratch; either way one
-  log line says which.
+  encoder layers, final norm, position embeddings (resampled to the token grid, as the
+  authors do) and the patch embedding are loaded: R50+ViT-B/16's embedding is a 1 x 1
+  convolution from the 1024 channels of its ResNet stage (``embedding/kernel`` ``[1, 1, 1024,
+  768]``), which is exactly ResViT's patch embedding, copied into both transformer ART blocks as
+  the authors do; a plain ViT-B/16 file (RGB 16 x 16 patches) has none that fits, and one log
+  line says it stays as initialised. Without a path the transformer starts from scratch; either
+  way one log line says which, and the tables mark the run (:func:`unicoal.pretrained.fallback_weights`).
 * normalisation: the authors train with batch norm at batch size 1 and keep the network in
   training mode at test time, i.e. per-image statistics with a learned scale and shift; we use
   exactly that, ``InstanceNorm2d(affine=True)`` (:func:`unicoal.nn.patchgan.norm_layer`, shared
@@ -114,6 +127,8 @@ class ResViTConfig:
         condition: append one-hot ``c_out`` planes to G's and D's input (unified model).
         pretrain_fraction: CNN pre-training share of the training horizon (2/3).
         pretrain_steps: explicit phase boundary in steps (overrides ``pretrain_fraction``).
+        finetune_lr: lr of G and D in the fine-tuning phase, a new Adam (authors 1e-3; ``None``:
+            the config's lr).
         vit_weights: ImageNet ViT weights read at the switch (``None``: from scratch).
         pad_mode: copied from ``data.padding`` by the trainer (ResViT reads one slice; unused).
     """
@@ -136,6 +151,7 @@ class ResViTConfig:
     condition: bool = True
     pretrain_fraction: float = 2.0 / 3.0
     pretrain_steps: int | None = None
+    finetune_lr: float | None = 1e-3
     vit_weights: str | None = None
     pad_mode: str = "replicate"
 
@@ -163,6 +179,8 @@ class ResViTConfig:
             raise ValueError(f"pretrain_fraction must be in [0, 1], got {self.pretrain_fraction}")
         if self.pretrain_steps is not None and int(self.pretrain_steps) < 0:
             raise ValueError(f"pretrain_steps must be >= 0 or null, got {self.pretrain_steps}")
+        if self.finetune_lr is not None and not float(self.finetune_lr) > 0:
+            raise ValueError(f"finetune_lr must be > 0 or null, got {self.finetune_lr}")
 
     @property
     def z_dim(self) -> int:
@@ -276,10 +294,15 @@ class ViTEncoder(nn.Module):
             for _ in range(cfg.vit_depth)
         ])
         self.norm = norm(cfg.vit_dim)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.normal_(m.bias, std=1e-6)
+        for blk in self.blocks:
+            # the authors' Attention: attention_dropout_rate (0) after the softmax *and* after the
+            # output projection (timm's proj_drop would use the MLP's 0.1); default Linear init
+            blk.attn.proj_drop = nn.Dropout(cfg.attn_dropout)
+            for lin in (blk.attn.qkv, blk.attn.proj):
+                lin.reset_parameters()
+            for lin in (blk.mlp.fc1, blk.mlp.fc2):  # the authors' Mlp._init_weights
+                nn.init.xavier_uniform_(lin.weight)
+                nn.init.normal_(lin.bias, std=1e-6)
 
     def forward(self, tokens):
         return self.norm(self.blocks(tokens))
@@ -354,7 +377,7 @@ class ResViTGenerator(nn.Module):
             *_deconv_bn_relu(4 * ngf, 2 * ngf), *_deconv_bn_relu(2 * ngf, ngf),
             nn.ReflectionPad2d(3), nn.Conv2d(ngf, 1, 7), nn.Tanh(),
         )
-        init_pix2pix_weights(self)
+        # PyTorch's default initialisation everywhere, as the authors' define_G (no init_weights)
         self.transformer = ViTEncoder(cfg)  # shared by the transformer ART blocks
         self.register_buffer("transformer_on", torch.zeros((), dtype=torch.long))
 
@@ -367,6 +390,19 @@ class ResViTGenerator(nn.Module):
     def phase(self) -> str:
         """``pretrain`` (CNN only) or ``finetune`` (transformer branches on)."""
         return "finetune" if bool(self.transformer_on) else "pretrain"
+
+    def optim_phases(self, total_steps: int) -> list:
+        """Trainer hook: CNN pre-training, then transformer fine-tuning as a new phase (Adam
+        restarted at ``finetune_lr``, its own schedule, a re-initialised discriminator)."""
+        from unicoal.train.schedule import Phase
+
+        b = self.cfg.boundary(total_steps)
+        lr = None if self.cfg.finetune_lr is None else float(self.cfg.finetune_lr)
+        if b <= 0:
+            return [Phase(0, lr=lr, name="transformer fine-tuning")]
+        if b >= int(total_steps):
+            return [Phase(0, name="CNN pre-training")]
+        return [Phase(0, name="CNN pre-training"), Phase(b, lr=lr, fresh_discriminator=True, name="transformer fine-tuning")]
 
     def set_train_step(self, step: int, total_steps: int) -> None:
         """Trainer hook (before every optimiser step): switch the transformer on at the boundary."""
@@ -385,12 +421,13 @@ class ResViTGenerator(nn.Module):
 
     @torch.no_grad()
     def load_vit(self, path: str | Path) -> int:
-        """Copy a pretrained ViT's encoder layers, final norm and (resampled) position embeddings."""
+        """Copy a pretrained ViT's encoder layers, final norm, (resampled) position embeddings and
+        patch embedding (R50+ViT-B/16: a 1 x 1 convolution from 1024 channels) into the model."""
         state = load_vit_state(path, self.cfg.vit_depth)
         own = self.transformer.state_dict()
-        count = 0
+        count = self._load_patch_embed(state, path)
         for key, value in state.items():
-            if key == "pos_embed":
+            if key == "pos_embed" or key.startswith("patch_embed."):
                 continue
             if key not in own:
                 continue
@@ -411,6 +448,24 @@ class ResViTGenerator(nn.Module):
                     blk.pos_embed.copy_(pos)
                     count += 1
         return count
+
+    def _load_patch_embed(self, state: dict, path) -> int:
+        """Copy ``patch_embed.proj.{weight,bias}`` into every transformer ART block when it fits."""
+        w, b = state.get("patch_embed.proj.weight"), state.get("patch_embed.proj.bias")
+        blocks = [blk for blk in self.art if blk.with_transformer]
+        if w is None:
+            log.warning("ResViT: %s has no patch embedding; the ART patch embeddings stay as initialised", path)
+            return 0
+        want = tuple(blocks[0].patch_embed.weight.shape)
+        if tuple(w.shape) != want:
+            log.warning("ResViT: the patch embedding of %s has shape %s, ResViT's is %s (R50+ViT-B_16's reads 1024 "
+                        "ResNet channels; a plain ViT's reads RGB patches): it stays as initialised", path, list(w.shape), list(want))
+            return 0
+        for blk in blocks:
+            blk.patch_embed.weight.copy_(w.to(blk.patch_embed.weight.dtype))
+            if b is not None:
+                blk.patch_embed.bias.copy_(b.to(blk.patch_embed.bias.dtype))
+        return 2 * len(blocks) if b is not None else len(blocks)
 
     def forward(self, x_in, delta=None, c_out=None, z=None):
         cfg = self.cfg
@@ -434,6 +489,11 @@ class PatchDiscriminator(nn.Module):
         self.cfg = cfg
         cond = len(cfg.modalities) if cfg.condition else 0
         self.patch = _PatchGAN(cfg.num_inputs + cond + 1, cfg.ndf, cfg.d_layers, "batch")
+
+    def reset_parameters(self) -> None:
+        """A newly initialised discriminator (``N(0, 0.02)``, the authors' ``define_D``): the
+        fine-tuning run builds a new D."""
+        init_pix2pix_weights(self)
 
     def forward(self, x_in, y, delta=None, c_out=None):
         cfg = self.cfg
@@ -484,14 +544,18 @@ def _npz_to_timm(w: dict, depth: int) -> dict[str, torch.Tensor]:
             out[f"blocks.{i}.mlp.fc{j + 1}.bias"] = t(w[root + f"MlpBlock_3/Dense_{j}/bias"])
     out["norm.weight"] = t(w["Transformer/encoder_norm/scale"])
     out["norm.bias"] = t(w["Transformer/encoder_norm/bias"])
+    if "embedding/kernel" in w:  # [kh, kw, in, out] -> [out, in, kh, kw] (R50+ViT-B_16: [1, 1, 1024, 768])
+        out["patch_embed.proj.weight"] = t(w["embedding/kernel"]).permute(3, 2, 0, 1).contiguous()
+        out["patch_embed.proj.bias"] = t(w["embedding/bias"])
     if "Transformer/posembed_input/pos_embedding" in w:
         out["pos_embed"] = t(w["Transformer/posembed_input/pos_embedding"])
     return out
 
 
 def load_vit_state(path: str | Path, depth: int) -> dict[str, torch.Tensor]:
-    """The first ``depth`` encoder blocks, final norm and position embedding of a ViT checkpoint,
-    named as timm's ``VisionTransformer`` (``blocks.i.*``, ``norm.*``, ``pos_embed``).
+    """The first ``depth`` encoder blocks, final norm, position and patch embedding of a ViT
+    checkpoint, named as timm's ``VisionTransformer`` (``blocks.i.*``, ``norm.*``, ``pos_embed``,
+    ``patch_embed.proj.*``).
 
     Reads Google's ``.npz`` (``Transformer/encoderblock_i/...``) or a timm / torch state dict
     (``.safetensors``, else ``torch.load(weights_only=True)``); common prefixes (``module.``,
@@ -526,7 +590,7 @@ def load_vit_state(path: str | Path, depth: int) -> dict[str, torch.Tensor]:
         if k.startswith("blocks."):
             if int(k.split(".")[1]) < depth:
                 out[k] = v
-        elif k in ("norm.weight", "norm.bias", "pos_embed"):
+        elif k in ("norm.weight", "norm.bias", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias"):
             out[k] = v
     if not any(k.startswith(f"blocks.{depth - 1}.") for k in out):
         raise InputError(p, f"no ViT encoder block {depth - 1} (timm names blocks.i.*) in the weights", "pass a ViT with at least model.vit_depth blocks")

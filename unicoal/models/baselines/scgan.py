@@ -8,11 +8,15 @@ github.com/Haoyulance/SC-GAN (TensorFlow; read for the layer table, nothing copi
 What is the paper's (and the authors' code's):
 
 * generator: a 3D U-Net of ``len(channels)`` stride-2 convolutions (published 8: 64, 128, 256,
-  512, 512, 512, 512, 512 channels, kernels 5, 5, 5, 5, 3, 3, 3, 2), leaky ReLU 0.2, instance
-  normalisation (none on the first layer), mirrored by stride-2 transposed convolutions with
-  ReLU, skip concatenations and dropout 0.5 on the three deepest decoder layers; the last
-  transposed convolution returns as many channels as the input, then a 3x3x3 convolution, a
-  final self-attention and ``tanh``;
+  512, 512, 512, 512, 512 channels, kernels 5, 5, 5, 5, 3, 3, 3, 2), leaky ReLU 0.2, batch
+  normalisation (``src/utils/util.py`` ``batch_norm``: ``tf.layers.batch_normalization``,
+  momentum 0.99, epsilon 1e-3, scale and offset; none on the first layer; instance norm is the
+  commented-out alternative there and ``norm: instance`` here), mirrored by stride-2 transposed
+  convolutions with batch norm and ReLU, skip concatenations and dropout 0.5 on the three deepest
+  decoder layers; the last transposed convolution returns as many channels as the input, then a
+  3x3x3 convolution, a final self-attention and ``tanh``; no convolution has a bias
+  (``snconv3d``); filters start from a truncated normal of std 0.02, the attention projections
+  from Glorot-uniform;
 * self-attention (SAGAN-style, 3D): theta / phi / g 1x1x1 projections to C/8, C/8 and C/2
   channels, phi and g max-pooled (2x2x2, stride 2; stride 64 in the final attention), softmax
   attention, a 1x1x1 output projection and ``(x + sigma * o) / (1 + sigma)`` with a learnable
@@ -20,10 +24,26 @@ What is the paper's (and the authors' code's):
   encoder level 3's size) and on the output; in the discriminator after its third layer;
 * spectral normalisation of every convolution of both networks (one power iteration);
 * discriminator: a conditional 3D PatchGAN on ``[source | target]``: four 5x5x5 stride-2
-  convolutions (64, 128, 256, 512), instance norm (none on the first), leaky ReLU 0.2, then a
+  convolutions (64, 128, 256, 512), batch norm (none on the first), leaky ReLU 0.2, then a
   5x5x5 convolution to one logit per patch;
-* training (configs/scgan.yaml): non-saturating GAN loss, L1 weight 200, Adam lr 2e-4,
-  beta1 0.5. Task-specific: one model per (source, target, thickness) combination.
+* training (``src/net.py``, ``training.py``; configs/scgan.yaml and
+  :mod:`unicoal.train.losses_volume`): non-saturating GAN loss; G: ``+ 200 * L1 + 200 *
+  RMSE(brain) + 20 * FM + L2``: the RMSE over the target's brain area (voxels where the target
+  is not background -1), the feature-matching loss (mean over D's five feature maps -- its
+  three conv layers, the attention and the fourth layer -- of the mean absolute difference
+  between the real and the generated pair, counted as 0 below 2e-4; ``floss`` is on in
+  ``training.py``), and the L2 weight regulariser ``1e-3 * sum(w^2) / 2`` over G's weights
+  (0 below 1e-5), D's loss likewise ``+ 1e-3 * sum(w^2) / 2`` (0 below 5e-5); Adam lr 1e-3
+  (``--lr``), beta1 0.5, *constant*: ``training.py`` assigns a cosine-decayed value to
+  ``model.lr`` each step, but the optimisers were built with the initial float, so the decay
+  only reaches the logged summary; G step, then D step; batch 1. Task-specific: one model per
+  (source, target, thickness) combination.
+
+The Uni-COAL authors' reimplementation (zhiyuns/UniCOAL ``models/scgan_model.py``) trains with
+the pix2pix recipe: vanilla GAN loss with D's loss halved, L1 only (no RMSE, no feature
+matching), Adam ``weight_decay=1e-3`` (the same gradient as the L2 term) with lr 2e-4 decaying
+linearly over the second half (``configs/defaults.py``), D step before G step. ``parity:
+official`` selects it (:data:`unicoal.train.config.PARITY_METHODS`).
 
 What is ours:
 
@@ -33,12 +53,20 @@ What is ours:
   patch size (:class:`unicoal.predictors.volume.VolumePredictor`, kind ``volume``); every patch
   side must be a multiple of ``2 ** len(channels)`` (the published 8 levels need 256: the
   authors fed whole volumes, so the published preset uses 256^3 patches);
-* instance normalisation is skipped where a map has a single voxel (the authors' code
-  normalises it to the constant beta, erasing the bottleneck), and the discriminator returns
-  logits without the authors' final instance norm + sigmoid (an instance-normalised 1-channel
-  logit map has the same mean for every sample, so it cannot tell real from fake on average);
-* the generator's RMSE term (weight 200 in the authors' code) is not used: the shared trainer
-  has L1 (and optional SAM) pixel losses only;
+* normalisation is skipped where a map has one value per channel (the 256^3 bottleneck at
+  batch 1: the authors' code normalises it to the constant beta in training, erasing the
+  bottleneck, and PyTorch refuses it), and the discriminator returns logits without the
+  authors' final batch norm + sigmoid (at their batch of 1 a normalised 1-channel logit map has
+  the same mean for every sample, so it cannot tell real from fake on average); the sigmoid is
+  inside the loss (binary cross-entropy with logits, the same function);
+* the RMSE and feature-matching terms run as method terms of the shared trainer
+  (:mod:`unicoal.train.losses_volume`), their weights in the model section;
+* a volume smaller than the patch or window is padded with background (-1) by
+  :func:`unicoal.data3d.pad_to`, the same rule in training and synthesis;
+* batch-norm running statistics also move during the other network's phase (TensorFlow runs a
+  network's update ops only with its own step); they are used only at synthesis;
+* parameters at the published size: G 132,851,848, the authors' trainable variables counted
+  from their layer table; D 21,667,713 (theirs 21,667,715: the final batch norm);
 * the call convention of docs/training.md: ``G(x_in, delta, c_out, z=None)`` ignores ``delta``,
   ``c_out`` and ``z`` (SC-GAN is deterministic and task-specific), ``D(x_in, y, delta, c_out)``
   returns ``[B, 1, d, h, w]`` patch logits.
@@ -88,11 +116,15 @@ class ScganConfig:
         dropout: dropout of the ``dropout_levels`` deepest decoder layers (authors: 0.5, 3).
         d_channels: discriminator's stride-2 levels; ``d_attention_level`` (authors: 3).
         sn_iters: power iterations of spectral normalisation per training forward.
+        norm: ``batch`` (authors' released code) or ``instance``.
+        feature_matching_weight / rmse_weight: weights of the authors' feature-matching loss
+            (20) and brain-area RMSE (200); ``weight_decay_g`` / ``weight_decay_d``: their L2
+            regularisers (1e-3) -- all computed by :mod:`unicoal.train.losses_volume`.
     """
 
     modalities: tuple[str, ...] = ("T1", "T2")
     num_inputs: int = 1
-    pad_mode: str = "replicate"  # slices outside the volume: replicate | constant (-1); set by data.padding
+    pad_mode: str = "replicate"  # set by data.padding; unused: 3D patches and windows pad by unicoal.data3d.pad_to
     patch_size: tuple[int, int, int] = (256, 256, 256)
     window: tuple[int, int, int] | None = None
     interpolation: str = "cubic"
@@ -108,6 +140,11 @@ class ScganConfig:
     d_kernel: int = 5
     d_attention_level: int = 3
     sn_iters: int = 1
+    norm: str = "batch"
+    feature_matching_weight: float = 20.0
+    rmse_weight: float = 200.0
+    weight_decay_g: float = 1e-3
+    weight_decay_d: float = 1e-3
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
@@ -145,6 +182,10 @@ class ScganConfig:
             raise ValueError("final_attention_pool and sn_iters must be >= 1")
         if self.last_channels is not None and int(self.last_channels) < 1:
             raise ValueError(f"last_channels must be >= 1, got {self.last_channels}")
+        if self.norm not in ("batch", "instance"):
+            raise ValueError(f"norm must be 'batch' or 'instance', got {self.norm!r}")
+        if min(self.feature_matching_weight, self.rmse_weight, self.weight_decay_g, self.weight_decay_d) < 0:
+            raise ValueError("feature_matching_weight, rmse_weight and weight_decay_g / _d must be >= 0")
 
     # the generic model-config interface of docs/training.md
     @property
@@ -211,19 +252,34 @@ def build_scgan(cfg: ScganConfig, discriminator: bool = True):
 
 # --------------------------------------------------------------------------------------------
 # layers
-def _sn(module: nn.Module, iters: int) -> nn.Module:
+def _sn(module: nn.Module, iters: int, std: float | None = 0.02) -> nn.Module:
+    """Spectrally normalised ``module`` with the authors' initial filter: truncated normal of
+    ``std`` (cut at 2 std, TensorFlow's ``truncated_normal_initializer``), or Glorot-uniform
+    (``std=None``, their attention projections)."""
+    if std is None:
+        nn.init.xavier_uniform_(module.weight)
+    else:
+        nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
     return spectral_norm(module, n_power_iterations=iters)
 
 
-class _InstanceNorm(nn.Module):
-    """Affine instance norm that passes single-voxel maps through unchanged (see module doc)."""
+class _Norm(nn.Module):
+    """Batch norm (TensorFlow's defaults: momentum 0.99, epsilon 1e-3) or affine instance norm;
+    a map with one value per channel passes through unchanged (see module doc)."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, kind: str = "batch"):
         super().__init__()
-        self.norm = nn.InstanceNorm3d(channels, affine=True)
+        self.norm = nn.BatchNorm3d(channels, eps=1e-3, momentum=0.01) if kind == "batch" else nn.InstanceNorm3d(channels, affine=True)
 
     def forward(self, x):
-        return x if x.shape[2:].numel() <= 1 else self.norm(x)
+        voxels = x.shape[2:].numel()
+        if isinstance(self.norm, nn.BatchNorm3d):
+            # training: one value per channel in the batch; synthesis: a layer that never saw more
+            # (its running statistics are untouched), so it passes through as in training
+            skip = x.shape[0] * voxels <= 1 if self.training else voxels <= 1 and int(self.norm.num_batches_tracked) == 0
+        else:
+            skip = voxels <= 1
+        return x if skip else self.norm(x)
 
 
 class SelfAttention3d(nn.Module):
@@ -234,10 +290,10 @@ class SelfAttention3d(nn.Module):
         super().__init__()
         self.channels, self.pool = int(channels), int(pool)
         ck, cv = channels // 8 or 4, channels // 2 or 16
-        self.theta = _sn(nn.Conv3d(channels, ck, 1, bias=False), sn_iters)
-        self.phi = _sn(nn.Conv3d(channels, ck, 1, bias=False), sn_iters)
-        self.g = _sn(nn.Conv3d(channels, cv, 1, bias=False), sn_iters)
-        self.out = _sn(nn.Conv3d(cv, channels, 1, bias=False), sn_iters)
+        self.theta = _sn(nn.Conv3d(channels, ck, 1, bias=False), sn_iters, None)
+        self.phi = _sn(nn.Conv3d(channels, ck, 1, bias=False), sn_iters, None)
+        self.g = _sn(nn.Conv3d(channels, cv, 1, bias=False), sn_iters, None)
+        self.out = _sn(nn.Conv3d(cv, channels, 1, bias=False), sn_iters, None)
         self.sigma = nn.Parameter(torch.zeros(()))
 
     def extra_repr(self) -> str:
@@ -280,6 +336,8 @@ class ScganGenerator(nn.Module):
     #: sliding-window halo (unicoal.predictors.volume): 0, as self-attention makes the receptive
     #: field the whole window, so no finite halo makes windows exact; windows are Gaussian-blended
     receptive_radius = 0
+    #: the authors' RMSE, feature-matching and L2 terms (unicoal.train.losses hook)
+    loss_terms = "unicoal.train.losses_volume:ScganTerms"
 
     def __init__(self, cfg: ScganConfig):
         super().__init__()
@@ -290,8 +348,8 @@ class ScganGenerator(nn.Module):
         self.down = nn.ModuleList()
         c_prev = cfg.num_inputs
         for i, (c, k) in enumerate(zip(cfg.channels, cfg.kernels)):
-            self.down.append(nn.Sequential(_sn(nn.Conv3d(c_prev, c, k, stride=2, padding=(k - 1) // 2), it),
-                                           _InstanceNorm(c) if i > 0 else nn.Identity(), nn.LeakyReLU(0.2)))
+            self.down.append(nn.Sequential(_sn(nn.Conv3d(c_prev, c, k, stride=2, padding=(k - 1) // 2, bias=False), it),
+                                           _Norm(c, cfg.norm) if i > 0 else nn.Identity(), nn.LeakyReLU(0.2)))
             c_prev = c
         self.enc_attn = SelfAttention3d(cfg.channels[cfg.attention_level - 1], 2, it) if cfg.attention_level else None
         # decoder level j (0 = deepest) maps to the resolution of encoder level n-2-j (or the input)
@@ -303,7 +361,8 @@ class ScganGenerator(nn.Module):
             k = cfg.kernels[n - 1 - j]
             pad = (k - 1) // 2
             c_out = skips[j] if skips[j] is not None else last
-            layers = [_sn(nn.ConvTranspose3d(c_in, c_out, k, stride=2, padding=pad, output_padding=2 + 2 * pad - k), it), _InstanceNorm(c_out)]
+            layers = [_sn(nn.ConvTranspose3d(c_in, c_out, k, stride=2, padding=pad, output_padding=2 + 2 * pad - k, bias=False), it),
+                      _Norm(c_out, cfg.norm)]
             if j < cfg.dropout_levels and cfg.dropout > 0:
                 layers.append(nn.Dropout(cfg.dropout))
             layers.append(nn.ReLU())
@@ -312,7 +371,7 @@ class ScganGenerator(nn.Module):
         # decoder attention after decoder level ``attention_level`` (authors: dl5, at encoder level 3's size)
         self.dec_attn_level = cfg.attention_level - 1 if 0 < cfg.attention_level < n else None
         self.dec_attn = SelfAttention3d(skips[self.dec_attn_level], 2, it) if self.dec_attn_level is not None else None
-        self.final = _sn(nn.Conv3d(last, 1, 3, padding=1), it)
+        self.final = _sn(nn.Conv3d(last, 1, 3, padding=1, bias=False), it)
         self.final_attn = SelfAttention3d(1, cfg.final_attention_pool, it) if cfg.final_attention else None
 
     def forward(self, x_in, delta=None, c_out=None, z=None):
@@ -342,27 +401,39 @@ class ScganGenerator(nn.Module):
 
 class ScganDiscriminator(nn.Module):
     """SC-GAN's conditional 3D PatchGAN: ``D(x_in [B, 1, D, H, W], y [B, 1, D, H, W], delta, c_out)
-    -> [B, 1, d, h, w]`` logits (one per receptive-field patch; ``delta`` / ``c_out`` ignored)."""
+    -> [B, 1, d, h, w]`` logits (one per receptive-field patch; ``delta`` / ``c_out`` ignored).
+
+    With ``keep_features`` set (by the feature-matching loss), each forward leaves the authors'
+    ``_perceptual_fmap`` list in ``features``: every level's activation and the attention's output."""
 
     def __init__(self, cfg: ScganConfig):
         super().__init__()
         self.cfg = cfg
+        self.keep_features = False
+        self.features: list[torch.Tensor] | None = None
         it = cfg.sn_iters
         k = cfg.d_kernel
         layers: list[nn.Module] = []
         c_prev = cfg.num_inputs + 1
         for i, c in enumerate(cfg.d_channels):
-            layers += [_sn(nn.Conv3d(c_prev, c, k, stride=2, padding=(k - 1) // 2), it)]
+            layers += [_sn(nn.Conv3d(c_prev, c, k, stride=2, padding=(k - 1) // 2, bias=False), it)]
             if i > 0:
-                layers.append(_InstanceNorm(c))
+                layers.append(_Norm(c, cfg.norm))
             layers.append(nn.LeakyReLU(0.2))
             if i + 1 == cfg.d_attention_level:
                 layers.append(SelfAttention3d(c, 2, it))
             c_prev = c
-        layers.append(_sn(nn.Conv3d(c_prev, 1, k, padding=(k - 1) // 2), it))
+        layers.append(_sn(nn.Conv3d(c_prev, 1, k, padding=(k - 1) // 2, bias=False), it))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x_in, y, delta=None, c_out=None):
         _check_patch(x_in, "x_in", self.cfg.num_inputs)
         _check_patch(y, "y", 1, tuple(x_in.shape[2:]))
-        return self.net(torch.cat([x_in, y], dim=1))
+        h = torch.cat([x_in, y], dim=1)
+        feats = []
+        for layer in self.net:
+            h = layer(h)
+            if isinstance(layer, (nn.LeakyReLU, SelfAttention3d)):
+                feats.append(h)
+        self.features = feats if self.keep_features else None
+        return h

@@ -36,7 +36,8 @@ class Volume3dConfig:
     Attributes:
         modalities: class order of the modalities the model reads or writes.
         num_inputs: 1 (one source volume).
-        pad_mode: set from ``data.padding`` by the trainer (unused: windows never leave the volume).
+        pad_mode: set from ``data.padding`` by the trainer (unused: the 3D methods pad by
+            :func:`unicoal.data3d.pad_to`, one rule for training and synthesis).
         patch_size: training patch ``(D, H, W)``, slice axis first.
         inference_window: sliding window at synthesis ``(D, H, W)``; ``None``: whole volume at once.
         interpolation: pre-resampling of the source onto the target slices (``linear``, ``cubic``
