@@ -27,6 +27,7 @@ __all__ = [
     "read_json",
     "write_json",
     "write_csv",
+    "read_csv",
     "sidecar_path",
     "nifti_stem",
     "software_versions",
@@ -195,6 +196,23 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     with atomic_path(dest) as tmp:
         tmp.write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=True) + "\n")
     return dest
+
+
+def read_csv(path: str | os.PathLike, what: str = "file") -> tuple[list[str], list[dict]]:
+    """Header (stripped, lower-case) and rows of the CSV ``path`` (UTF-8, a BOM allowed).
+
+    ``what`` names the file in the fix of the one-line error an unreadable CSV raises
+    (``samplesheet``, ``jobs file``)."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            header = [h.strip().lower() for h in (reader.fieldnames or [])]
+            reader.fieldnames = header
+            return header, list(reader)
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise InputError(path, f"not a readable CSV ({err})", f"save the {what} as UTF-8 CSV") from None
 
 
 def write_csv(path: str | os.PathLike, columns, records) -> Path:

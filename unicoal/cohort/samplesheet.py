@@ -27,6 +27,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from unicoal.errors import InputError
+from unicoal.io import read_csv
 from unicoal.io import atomic_path
 
 __all__ = [
@@ -115,14 +116,7 @@ def read_samplesheet(path: str | os.PathLike, *, check_files: bool = True) -> li
     if sheet.is_dir():
         raise InputError(sheet, "is a directory, expected a samplesheet CSV", "give the CSV file")
     base = sheet.resolve().parent
-    try:
-        with open(sheet, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            header = [h.strip().lower() for h in (reader.fieldnames or [])]
-            reader.fieldnames = header
-            records = list(reader)
-    except (UnicodeDecodeError, csv.Error) as err:
-        raise InputError(sheet, f"not a readable CSV ({err})", "save the samplesheet as UTF-8 CSV") from None
+    header, records = read_csv(sheet, "samplesheet")
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise InputError(

@@ -91,24 +91,17 @@ def read_jobs(path, args) -> list[tuple[int, dict]]:
     Raises:
         InputError: missing file or column, unknown column, empty sheet, or a bad row (line named).
     """
-    import csv
     import os
     from pathlib import Path
 
     from unicoal.errors import InputError
+    from unicoal.io import read_csv
 
     sheet = Path(path)
     if not sheet.is_file():
         raise InputError(sheet, "jobs CSV not found", "check the --jobs path")
     base = sheet.resolve().parent
-    try:
-        with open(sheet, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            header = [h.strip().lower() for h in (reader.fieldnames or [])]
-            reader.fieldnames = header
-            records = list(reader)
-    except (UnicodeDecodeError, csv.Error) as err:
-        raise InputError(sheet, f"not a readable CSV ({err})", "save the jobs file as UTF-8 CSV") from None
+    header, records = read_csv(sheet, "jobs file")
     missing = [c for c in JOB_REQUIRED if c not in header]
     unknown = [c for c in header if c not in JOB_COLUMNS]
     if missing or unknown:
