@@ -502,7 +502,7 @@ workflow {
         .map { files -> [[id: params.experiment], files] }
     STATS(all_rows)
     ch_versions = ch_versions.mix(STATS.out.versions)
-    TABLES(all_rows.join(STATS.out.stats))
+    TABLES(all_rows.join(STATS.out.stats), PLAN.out.configs)
     ch_versions = ch_versions.mix(TABLES.out.versions)
     cases = BENCHMARK.out.cases.toSortedList { a, b -> a[0].id <=> b[0].id }
         .filter { items -> items }

@@ -4,6 +4,7 @@ process TABLES {
 
     input:
     tuple val(meta), path(rows, stageAs: 'rows/*'), path(stats)
+    path configs, stageAs: 'configs'   // the plan's train configs: § on methods trained without the user's pretrained weights
 
     output:
     tuple val(meta), path('tables'), emit: tables
@@ -14,7 +15,7 @@ process TABLES {
     def files = rows instanceof List ? rows : [rows]
     """
     # unicoal code ${task.ext.code}
-    unicoal tables ${files.collect { f -> "--in ${f}" }.join(' ')} --stats ${stats} --out-dir tables ${args}
+    unicoal tables ${files.collect { f -> "--in ${f}" }.join(' ')} --stats ${stats} --configs configs --out-dir tables ${args}
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":
