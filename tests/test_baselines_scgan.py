@@ -166,8 +166,10 @@ def test_config_is_the_authors_recipe(capsys):
     assert (m.norm, m.feature_matching_weight, m.rmse_weight, m.weight_decay_g, m.weight_decay_d) == ("batch", 20.0, 200.0, 1e-3, 1e-3)
     assert cfg.loss.l1_weight == 200 and cfg.optim.update_order == "g_then_d"  # G step, then D step (training.py)
     assert main(["train", "--config", "scgan", "--dry-run"]) == 0
-    shown = json.loads(capsys.readouterr().out)
+    printed = capsys.readouterr()
+    shown = json.loads(printed.out)
     assert shown["optim"]["lr_g"] == shown["optim"]["lr_d"] == 1e-3 and shown["optim"]["decay_start"] == 1.0
+    assert "lr G 0.001, D 0.001: constant (no decay)" in printed.err
     # parity official: the Uni-COAL authors' scgan_model.py (L1 + GAN only, D first, lr 2e-4 decaying)
     off_cfg = load_config("scgan", {"parity": "official"})
     off = scgan_config(off_cfg.model)

@@ -201,3 +201,11 @@ def test_cli_dry_run_prints_config(capsys):
     assert out["optim"]["total_steps"] == 7 and out["optim"]["batch_size"] == 2 and out["method"] == "unicoal"
     assert main(["train", "--config", "tiny", "--set", "nonsense"]) == 1
     assert "is not KEY=VALUE" in capsys.readouterr().err
+
+
+def test_describe_lr_names_each_schedule():
+    from unicoal.train.schedule import describe_lr
+
+    assert describe_lr(1e-3, 1e-3, 1.0, 100) == "lr G 0.001, D 0.001: constant (no decay)"
+    assert describe_lr(0.0025, 0.002, 0.5, 100) == "lr G 0.0025, D 0.002: constant until epoch 50 of 100, then linear decay to 0"
+    assert describe_lr(2e-4, 2e-4, 0.0) == "lr G 0.0002, D 0.0002: linear decay to 0 from the first step"

@@ -55,7 +55,11 @@ def run(args) -> int:
 
     cfg = load_config(args.config, parse_overrides(args.set, max_steps=args.max_steps, seed=args.seed))
     if args.dry_run:
+        from unicoal.train.schedule import describe_lr
+
         print(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
+        o = cfg.optim
+        print(f"unicoal train: {describe_lr(o.lr_g, o.lr_d, o.decay_start, o.epochs)}", file=sys.stderr)
         return 0
     if not args.samplesheet or not args.out:
         raise InputError(None, "--samplesheet and --out are required to train", "pass both (or --dry-run to only print the config)")

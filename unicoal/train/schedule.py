@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-__all__ = ["lr_factor", "LinearDecay", "Phase", "PhasedDecay", "make_scheduler", "check_phases"]
+__all__ = ["lr_factor", "describe_lr", "LinearDecay", "Phase", "PhasedDecay", "make_scheduler", "check_phases"]
 
 
 def lr_factor(step: int, total: int, decay_start: float = 0.5) -> float:
@@ -30,6 +30,20 @@ def lr_factor(step: int, total: int, decay_start: float = 0.5) -> float:
     if span <= 0:
         return 0.0
     return max(0.0, (total - step) / span)
+
+
+def describe_lr(lr_g: float, lr_d: float, decay_start: float, epochs: int | None = None) -> str:
+    """One line naming the lr schedule of an optimiser config (``unicoal train --dry-run``).
+
+    Methods with phases (ResViT, ProvoGAN) restart this schedule per phase; the line describes
+    the base schedule."""
+    head = f"lr G {lr_g:g}, D {lr_d:g}: "
+    if decay_start >= 1.0:
+        return head + "constant (no decay)"
+    if decay_start <= 0.0:
+        return head + "linear decay to 0 from the first step"
+    when = f"epoch {decay_start * epochs:g} of {epochs}" if epochs else f"{decay_start:.0%} of the steps"
+    return head + f"constant until {when}, then linear decay to 0"
 
 
 class LinearDecay:
