@@ -128,26 +128,6 @@ def helpText(path) {
     return lines.join('\n')
 }
 
-def sha256(bytes) {
-    return java.security.MessageDigest.getInstance('SHA-256').digest(bytes).encodeHex().toString()
-}
-
-// The code hash of the whole package, for software_versions.yml: the same recipe as
-// scripts/code_hash.sh (a `sha256sum` listing of every file under unicoal/, pyproject.toml and
-// requirements.lock.txt, sorted by path, hashed again). No task's cache key holds it: each task's
-// holds the hash of the modules its step imports (task.ext.code, conf/modules.config)
-def codeHash(root) {
-    def base = new File(root.toString())
-    def names = []
-    new File(base, 'unicoal').eachFileRecurse(groovy.io.FileType.FILES) { f ->
-        def rel = base.toPath().relativize(f.toPath()).toString()
-        if (!rel.contains('/__pycache__/') && !rel.endsWith('.pyc')) names << rel
-    }
-    def listing = (names.sort() + ['pyproject.toml', 'requirements.lock.txt'])
-        .collect { rel -> "${sha256(new File(base, rel).bytes)}  ${rel}\n" }.join('')
-    return sha256(listing.getBytes('UTF-8')).substring(0, 16)
-}
-
 def gitRevision(root) {
     try {
         def proc = ['git', '-C', root.toString(), 'rev-parse', 'HEAD'].execute()
@@ -440,7 +420,8 @@ workflow {
     if (workflow.containerEngine in ['apptainer', 'singularity'] && !params.apptainer_image) {
         error("unicoal: error: -profile ${workflow.containerEngine} needs the image: --apptainer_image is not set (fix: build unicoal.sif as docs/pipeline.md, Containers, says and pass --apptainer_image unicoal.sif)")
     }
-    def code_hash = codeHash(projectDir)
+    // the whole package's hash, computed once at launch by conf/modules.config (scripts/code_hash.py)
+    def code_hash = workflow.session.config.navigate('env.UNICOAL_CODE_HASH') ?: 'unknown'
     def input = params.input ? file(params.input, checkIfExists: true) : null
     def data_root = params.data_root ? file(params.data_root, checkIfExists: true) : null
     def ckpt_root = file(params.checkpoint_dir ?: "${workflow.workDir}/checkpoints")
