@@ -4,7 +4,7 @@
  * super-resolution of MR images" (Tables I-IV, VI) end to end.
  *
  *   COHORT -> PREPROCESS (register, skull strip, normalise: one job per subject) -> PLAN -> TRAIN -> (DEGRADE) ->
- *   SYNTHESIZE -> EVALUATE (PSNR/SSIM), SEGMENT (nnU-Net DSC) -> STATS -> TABLES / FIGURES -> REPORT
+ *   SYNTHESIZE -> EVALUATE (PSNR/SSIM), SEGMENT (nnU-Net DSC) -> STATS -> TABLES / FIGURES / CURVES -> REPORT
  *
  * Every process runs one `unicoal <command>`; the experiment plan (methods x tasks x scales per
  * table) is data expanded by `unicoal plan`. See docs/pipeline.md.
@@ -26,6 +26,7 @@ include { SEGMENT_REAL    } from './modules/local/segment_real'
 include { STATS           } from './modules/local/stats'
 include { TABLES          } from './modules/local/tables'
 include { FIGURES         } from './modules/local/figures'
+include { CURVES          } from './modules/local/curves'
 include { REPORT          } from './modules/local/report'
 
 // ---------------------------------------------------------------------------------------------
@@ -394,6 +395,7 @@ workflow BENCHMARK {
 
     emit:
     rows     = rows                                             // result rows CSVs
+    runs     = TRAIN.out.run                                    // [meta, <train id>/: model.pt, config.json, log.csv, val.csv]
     cases    = per_job.map { meta, ckpt, src, truth, mask -> [meta.id, meta, src, truth] }
         .join(predictions.map { meta, pred -> [meta.id, pred] })
         .map { id, meta, src, truth, pred -> [meta.subject, meta, src, truth, pred] }
@@ -490,6 +492,10 @@ workflow {
         .map { items -> [[id: params.experiment]] + figureCases(items) }
     FIGURES(cases)
     ch_versions = ch_versions.mix(FIGURES.out.versions)
+    // learning curves on the validation split: every trained model's val.csv, one plot per table
+    CURVES(BENCHMARK.out.runs.map { meta, run -> run }.toSortedList { a, b -> a.name <=> b.name }.map { runs -> [[id: params.experiment], runs] },
+           PLAN.out.jobs)
+    ch_versions = ch_versions.mix(CURVES.out.versions)
 
     // one block per process plus the pipeline's own, sorted, so the file (and REPORT's cache
     // key) is the same on -resume of the same code
@@ -504,5 +510,5 @@ workflow {
         .collectFile(name: 'software_versions.yml', storeDir: "${params.outdir}/pipeline_info", sort: true, newLine: true)
     preprocessing = PREPROCESSING.out.sidecars.toSortedList { a, b -> a.name <=> b.name }
     REPORT(TABLES.out.tables.join(FIGURES.out.figures), PLAN.out.samplesheet, preprocessing, versions_yml, PLAN.out.configs,
-           groovy.json.JsonOutput.toJson(resolved))
+           CURVES.out.curves.map { meta, dir -> dir }, groovy.json.JsonOutput.toJson(resolved))
 }

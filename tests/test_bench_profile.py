@@ -16,7 +16,7 @@ import pytest
 from unicoal.cohort.phantom import subject_id
 from unicoal.cohort.samplesheet import SampleRow, assign_splits, write_samplesheet
 from unicoal.errors import InputError
-from unicoal.plan import _parse_experiment, build_plan, load_experiment, load_experiments
+from unicoal.plan import _parse_experiment, build_plan, load_experiment, load_experiments, replicate_of
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_CONFIG = ROOT / "conf" / "bench.config"
@@ -31,7 +31,7 @@ CELLS = {
     "table4": ({"ArSSR", "SC-GAN", "ProvoGAN", "SynthSR", "Uni-COAL"}, {"Linear", "Cubic", "Lanczos", "Copy"},
                {(s, t, k) for s, t in (("T1", "T1"), ("T1", "T2")) for k in (2.0, 4.0)}),
     "table6": ({"Uni-COAL_ablation_baseline", "Uni-COAL_ablation_afdecoder", "Uni-COAL_ablation_afencoder",
-                "Uni-COAL_ablation_projection", "Uni-COAL_cmsr"}, set(), {("FLAIR", "T1", 8.0)}),
+                "Uni-COAL_ablation_projection", "Uni-COAL_cmsr"}, {"Copy"}, {("FLAIR", "T1", 8.0)}),
 }
 
 
@@ -74,8 +74,8 @@ def test_bench_config_selects_the_bench_plan_with_every_test_subject():
 def test_bench_plans_each_tables_representative_cell(bench_plan):
     plan, rows = bench_plan
     for table, (learned, refs, cells) in CELLS.items():
-        trains = [j for j in plan.train if table in j.tables]
-        synth = [s for s in plan.synthesize if s.table == table]
+        trains = [j for j in plan.train if table in j.tables and not replicate_of(j.method_id)]
+        synth = [s for s in plan.synthesize if s.table == table and not replicate_of(s.method_id)]
         assert {j.method_id for j in trains} == learned, table
         assert {s.method_id for s in synth} == learned | refs, table
         assert {(s.cell.source, s.cell.target, s.cell.scale) for s in synth} == cells, table
@@ -88,6 +88,23 @@ def test_bench_plans_each_tables_representative_cell(bench_plan):
     # Table IV: one unified Uni-COAL model for all four 2x/4x cells
     (uni,) = [j for j in plan.train if "table4" in j.tables and j.method_id == "Uni-COAL"]
     assert {(c.source, c.target, c.scale) for c in uni.cells} == CELLS["table4"][2]
+
+
+def test_bench_trains_seed_replicates_of_uni_coal_and_one_baseline(bench_plan, tmp_path):
+    plan, _ = bench_plan
+    reps = {j.method_id: j for j in plan.train if replicate_of(j.method_id)}
+    assert set(reps) == {"Uni-COAL_one@seed1", "pix2pix@seed1"}
+    for mid, job in reps.items():
+        (base,) = [j for j in plan.train if j.method_id == replicate_of(mid)[0] and "table1" in j.tables]
+        # the same training but for the seed: same budget, cells, config
+        assert job.config["run"].pop("seed") == 1 and "seed" not in base.config["run"]
+        assert job.config == base.config and job.max_steps == base.max_steps and job.cells == base.cells
+        assert {s.subject for s in plan.synthesize if s.train_id == job.id} == {s.subject for s in plan.synthesize if s.train_id == base.id}
+    # only the bench trains them; --methods keeps a method's replicates with it
+    assert not [j for j in build_plan(load_experiments("table1"), bench_rows(tmp_path), profile="test").train if replicate_of(j.method_id)]
+    only = build_plan(load_experiments("table1"), bench_rows(tmp_path), profile="bench", methods=["pix2pix"])
+    assert {j.method_id for j in only.train} == {"pix2pix", "pix2pix@seed1"}
+    assert replicate_of("Uni-COAL_one@seed12") == ("Uni-COAL_one", 12) and replicate_of("Uni-COAL_one") is None
 
 
 def test_bench_scores_at_least_six_test_subjects_and_trains_on_none_of_them(bench_plan):
@@ -128,6 +145,11 @@ def test_bench_budget_per_method_or_unknown_bench_task_is_refused():
         _parse_experiment("x.yaml", {**base, "methods": ok, "bench": {"tasks": ["nope"]}})
     with pytest.raises(InputError, match="bench.max_steps"):
         _parse_experiment("x.yaml", {**base, "methods": ok, "bench": {"max_steps": 0}})
+    with pytest.raises(InputError, match="extra_seeds names 'x'"):
+        _parse_experiment("x.yaml", {**base, "methods": ok, "bench": {"extra_seeds": {"x": [1]}}})
+    for seeds in ([0], [1, 1], ["a"]):
+        with pytest.raises(InputError, match="distinct integers >= 1"):
+            _parse_experiment("x.yaml", {**base, "methods": ok, "bench": {"extra_seeds": {"m": seeds}}})
     exp = _parse_experiment("x.yaml", {**base, "methods": ok, "test": {"scales": [1]}, "bench": {"max_steps": 5}})
     assert exp.tasks_for("bench") == exp.tasks_for("test")  # no bench subset: the test one
 
@@ -189,6 +211,12 @@ def test_stub_run_of_the_bench_profile_completes(tmp_path):
     assert done.get("TRAIN") == len(train), done
     assert done.get("SYNTHESIZE") == done.get("EVALUATE") == len({j["train_id"] or f"{j['table']}-{j['method']}" for j in synth}), done
     assert (out / "report.html").is_file()
+    # learning curves: one CURVES task over every model's run folder, published and staged into REPORT
+    with open(traces[-1], newline="") as fh:
+        workdirs = {r["process"].split(":")[-1]: Path(r["workdir"]) for r in csv.DictReader(fh, delimiter="\t")}
+    assert done.get("CURVES") == 1 and (out / "curves" / "curves.json").is_file(), done
+    assert sorted(p.name for p in (workdirs["CURVES"] / "runs").iterdir()) == sorted(j["id"] for j in train)
+    assert (workdirs["REPORT"] / "curves" / "curves.json").is_file()
     # the bench profile keeps conf/modules.config's TRAIN settings (a withName block would replace them)
     assert (out / "models").is_dir() and not (out / "train").exists()
 

@@ -52,6 +52,8 @@ __all__ = [
     "format_scale",
     "build_plan",
     "write_plan",
+    "REPLICATE_MARK",
+    "replicate_of",
 ]
 
 #: Tables reproduced by experiments (Table V is the capability summary, rendered from data).
@@ -62,6 +64,9 @@ TRAININGS: tuple[str, ...] = ("auto", "per_table", "per_task", "per_cell")
 CONFIG_SECTIONS: tuple[str, ...] = ("parity", "model", "data", "loss", "optim", "run")
 _MODALITIES: tuple[str, ...] = ("T1", "T2", "PD", "FLAIR", "T1CE")
 _METRICS: tuple[str, ...] = ("PSNR", "SSIM", "DSC")
+
+#: a seed replicate's method id is ``<table method id>@seed<N>`` (-profile bench: the seed spread)
+REPLICATE_MARK = "@seed"
 
 JOB_COLUMNS: tuple[str, ...] = (
     "kind", "id", "train_id", "table", "method_id", "method", "dataset", "task", "source", "target",
@@ -76,6 +81,15 @@ def _slug(text: str) -> str:
 def _norm(name: str) -> str:
     """Case- and punctuation-insensitive method key (``SC-GAN`` == ``scgan``)."""
     return re.sub(r"[^a-z0-9]", "", str(name).lower())
+
+
+def replicate_of(method_id: str) -> tuple[str, int] | None:
+    """``'Uni-COAL_one@seed1' -> ('Uni-COAL_one', 1)``: the table method a seed replicate repeats,
+    and its seed; ``None`` for a table's own method (statistics and rankings leave replicates out)."""
+    base, mark, seed = str(method_id).rpartition(REPLICATE_MARK)
+    if not mark or not base or not seed.isdigit():
+        return None
+    return base, int(seed)
 
 
 def format_scale(scale: float) -> str:
@@ -169,6 +183,9 @@ class Experiment:
     bench_tasks: tuple[str, ...] | None = None
     bench_scales: tuple[float, ...] | None = None
     bench_max_steps: int | None = None
+    # bench.extra_seeds: {method id: [seeds]}: each trained again with run.seed = N beside the
+    # table's own run (seed 0), as method ``<id>@seed<N>``: the seed spread next to the method gaps
+    bench_extra_seeds: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     def __post_init__(self):
         bad = [m for m in self.metrics if m not in _METRICS]
@@ -186,6 +203,11 @@ class Experiment:
                 raise ValueError(f"{self.table}: {key}.tasks {unknown} not among the tasks {names}")
         if self.bench_max_steps is not None and int(self.bench_max_steps) < 1:
             raise ValueError(f"{self.table}: bench.max_steps must be >= 1, got {self.bench_max_steps}")
+        for mid, seeds in self.bench_extra_seeds.items():
+            if mid not in ids:
+                raise ValueError(f"{self.table}: bench.extra_seeds names {mid!r}, not among the methods {ids}")
+            if not seeds or any(not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in seeds) or len(set(seeds)) != len(seeds):
+                raise ValueError(f"{self.table}: bench.extra_seeds.{mid} must be distinct integers >= 1 (seed 0 is the table's own run), got {list(seeds)}")
 
     @property
     def dice(self) -> bool:
@@ -244,6 +266,7 @@ def _parse_experiment(where: str, doc: Any) -> Experiment:
             bench_tasks=tuple(bench["tasks"]) if bench.get("tasks") else None,
             bench_scales=tuple(float(s) for s in bench["scales"]) if bench.get("scales") else None,
             bench_max_steps=int(bench["max_steps"]) if bench.get("max_steps") is not None else None,
+            bench_extra_seeds={str(k): tuple(v if isinstance(v, list) else [v]) for k, v in (bench.get("extra_seeds") or {}).items()},
         )
     except KeyError as err:
         raise InputError(where, f"missing key {err}", "every table needs table, methods (id, method) and tasks (name, source, target, scales)") from None
@@ -476,8 +499,16 @@ def build_plan(
                 skipped.append(f"{exp.table} {t.name}: the samplesheet has no {t.source} and {t.target} volumes in the train split")
                 continue
             cells += [Cell(exp.table, t.dataset, task_kind(t.source, t.target, s), t.source, t.target, s, exp.dice and t.dice) for s in t.scales]
-        for entry in exp.methods:
-            if wanted is not None and _norm(entry.id) not in wanted and _norm(entry.method) not in wanted:
+        entries = list(exp.methods)
+        if profile == "bench":  # seed replicates, each right after its table method
+            entries = [e for m in exp.methods for e in [m] + [
+                MethodEntry(id=f"{m.id}{REPLICATE_MARK}{seed}", method=m.method, training=m.training,
+                            overrides=_deep_merge(m.overrides, {"run": {"seed": seed}}), profiles=m.profiles)
+                for seed in exp.bench_extra_seeds.get(m.id, ())]]
+        for entry in entries:
+            rep = replicate_of(entry.id)
+            names = {_norm(entry.id), _norm(entry.method)} | ({_norm(rep[0])} if rep else set())
+            if wanted is not None and not names & wanted:
                 continue
             spec = resolve_method(entry.method, registry)
             if spec is None and not ignore_registry:

@@ -7,6 +7,7 @@ HELP = "self-contained HTML report: cohort, tables, distributions, p-values, com
 def add_arguments(p) -> None:
     p.add_argument("--tables", default=None, help="the --out-dir of `unicoal tables` (reads tables.json)")
     p.add_argument("--figures", default=None, help="the --out-dir of `unicoal figures` (PNG files are embedded)")
+    p.add_argument("--curves", default=None, help="the --out-dir of `unicoal curves` (learning curves on the validation split)")
     p.add_argument("--cohort", default=None, metavar="SHEET", help="samplesheet CSV (subject,modality,path[,label][,split])")
     p.add_argument("--preprocessing", action="append", default=[], metavar="FILE",
                    help="JSON/YAML sidecar(s) summarising preprocessing (repeatable)")
@@ -27,6 +28,6 @@ def run(args) -> int:
 
     dest = write_report(args.out, tables_dir=args.tables, figures_dir=args.figures, cohort=args.cohort, timings=args.timings,
                         versions=args.versions, preprocessing=args.preprocessing, title=args.title,
-                        params=args.params, configs=args.configs)
+                        params=args.params, configs=args.configs, curves_dir=args.curves)
     print(f"{dest}: report written ({dest.stat().st_size / 1024:.0f} KiB)", file=sys.stderr)
     return 0

@@ -7,7 +7,7 @@ HELP = "Tables I-VI in the paper's layout (CSV, Markdown, LaTeX) and a compariso
 def add_arguments(p) -> None:
     p.add_argument("--in", dest="inputs", action="append", default=[], metavar="ROWS.csv",
                    help="per-subject result rows or summary CSVs (repeat for several files)")
-    p.add_argument("--out-dir", required=True, help="folder for tableN.{csv,md,tex}, comparison.*, summary.csv, tables.json")
+    p.add_argument("--out-dir", required=True, help="folder for tableN.{csv,md,tex}, comparison.*, summary.csv, tables.json, methods.{csv,md}, seeds.csv")
     p.add_argument("--reference", default=None,
                    help="folder of the paper's numbers (default: reports/reference if found; 'none' to skip)")
     p.add_argument("--stats", default=None, help="p-values CSV from `unicoal stats` (marks significance with *)")
@@ -61,6 +61,10 @@ def run(args) -> int:
                                 alpha=args.alpha, test=args.test, tables=args.tables, subject_rows=subject_rows, fallbacks=fallbacks)
     except ValueError as err:
         raise InputError(None, str(err), "pass each result once, for one convention") from None
+    if subject_rows:  # per method: 95 % CI, gain over the trivial reference, seed spread (methods.md)
+        from unicoal.report.method_stats import write_method_stats
+
+        write_method_stats(args.out_dir, subject_rows)
     if manifest["unmatched"]:
         print(f"unicoal: warning: {len(manifest['unmatched'])} result(s) match no table cell, e.g. "
               f"{manifest['unmatched'][0]} (listed in tables.json)", file=sys.stderr)

@@ -137,11 +137,15 @@ def compare_methods(rows: Iterable[ResultRow], reference: str | Callable[[str, s
     skips the method). A method is never tested against itself; cells without the method's
     reference give no test. ``family(table, method)`` splits a table's Holm family further (the
     ``auto`` statistics keep the paper's methods apart from the reference rows the paper does not
-    have, so those extra tests do not weaken the paper's comparisons).
+    have, so those extra tests do not weaken the paper's comparisons). Seed replicates
+    (``<method>@seed<N>``, :func:`unicoal.plan.replicate_of`) are left out: the tests and their
+    Holm families are the table's own runs (the seed spread is in ``methods.md``).
 
     Raises:
         ValueError: a subject appears twice for one method and cell.
     """
+    from unicoal.plan import replicate_of
+
     ref_of = reference if callable(reference) else (lambda _t, _m, _ms, r=reference: r)
     by_cell: dict[tuple, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
     names: dict[str, str] = {}
@@ -160,7 +164,7 @@ def compare_methods(rows: Iterable[ResultRow], reference: str | Callable[[str, s
         methods = by_cell[cell]
         present = [names[k] for k in sorted(methods)]
         for key in sorted(methods):
-            ref_name = ref_of(cell[0], names[key], present)
+            ref_name = None if replicate_of(names[key]) else ref_of(cell[0], names[key], present)
             if ref_name is None:
                 continue
             ref_key = method_key(ref_name)

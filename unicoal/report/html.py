@@ -6,8 +6,9 @@ and software versions.
 Everything is inline (CSS in a ``<style>`` element, PNG figures as base64 ``data:`` URIs), so the
 file can be mailed or archived and opens offline in any browser. Inputs are the outputs of other
 steps: ``tables.json`` and ``rows.csv`` (``unicoal tables``), ``*.png`` + ``figures.json``
-(``unicoal figures``), the samplesheet, JSON/YAML preprocessing sidecars, a Nextflow
-``trace.txt``, ``versions.yml``, the pipeline parameters (JSON) and the train configs of the plan.
+(``unicoal figures``), ``curves.json`` + PNG (``unicoal curves``), the samplesheet, JSON/YAML
+preprocessing sidecars, a Nextflow ``trace.txt``, ``versions.yml``, the pipeline parameters (JSON)
+and the train configs of the plan.
 """
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from unicoal.errors import InputError
+from unicoal.report.curves_html import curves_section
+from unicoal.report.method_stats import methods_section
 
 __all__ = ["CSS", "table_html", "comparison_html", "build_report", "write_report"]
 
@@ -522,6 +525,7 @@ def build_report(
     title: str = "Uni-COAL benchmark report",
     params: str | os.PathLike | None = None,
     configs: Sequence[str | os.PathLike] = (),
+    curves_dir: str | os.PathLike | None = None,
 ) -> str:
     """The report as one HTML string (see the module docstring for the inputs)."""
     tables: list[dict] = []
@@ -558,6 +562,7 @@ def build_report(
           'see <a href="#conventions">Metric conventions</a>.</p>'
           if tables else "") + ("\n".join(table_html(t) for t in tables) or '<p class="note">No tables given.</p>')),
         ("distributions", "Per-subject distributions", _distributions_section(Path(tables_dir) if tables_dir else None, meta)),
+        ("methods", "Methods: 95 % CI, gain over the trivial reference, seed spread", methods_section(Path(tables_dir) if tables_dir else None)),
         ("statistics", "Paired tests (raw and Holm-adjusted p-values)", _pvalues_html(meta)),
         ("comparison", "Comparison with the paper", comparison_html(comparison) + (
             f'<details><summary>{len(meta["unmatched"])} result(s) that match no table cell</summary><ul>'
@@ -566,6 +571,7 @@ def build_report(
         ("conventions", "Metric conventions", _conventions_html(meta)),
         ("segmentation", "Segmentation (DSC) budget", _segmentation_section(meta, Path(params) if params else None)),
         ("figures", "Figures", _figures_section(Path(figures_dir) if figures_dir else None)),
+        ("curves", "Learning curves (validation split)", curves_section(Path(curves_dir) if curves_dir else None)),
         ("timings", "Timings", _timings_section(Path(timings) if timings else None)),
         ("provenance", "Provenance", _provenance_section(Path(cohort) if cohort else None, Path(params) if params else None,
                                                          [Path(c) for c in configs])),

@@ -570,6 +570,8 @@ def write_tables(
     the p-values of the tabulated convention and every convention's means side by side), plus
     ``rows.csv`` (the per-subject rows, for the report's distributions) when ``subject_rows`` is
     given. Returns the manifest."""
+    from unicoal.plan import replicate_of
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     index = ResultIndex(ours, convention, slicewise)
@@ -606,7 +608,8 @@ def write_tables(
     manifest["conventions"] = _convention_records(ours, slicewise)
     manifest["unmatched"] = sorted(
         f"{r.table or '(any table)'}: {r.method} {r.metric} {r.dataset} {r.task} {r.source}->{r.target} "
-        f"x{r.scale:g} ({r.convention or 'no convention'})" for r in index.unused())
+        f"x{r.scale:g} ({r.convention or 'no convention'})" for r in index.unused()
+        if not replicate_of(r.method))  # seed replicates are beside the tables (methods.md), not in them
     _write_text(out / "tables.md", "\n".join(all_md))
     if reference:
         buf = io.StringIO()

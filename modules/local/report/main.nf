@@ -9,6 +9,7 @@ process REPORT {
     path preprocessing, stageAs: 'preprocessing/*'   // JSON sidecars of the preprocessing steps
     path versions
     path configs, stageAs: 'configs'                 // the plan's train configs (provenance)
+    path curves, stageAs: 'curves'                   // learning curves on the validation split (unicoal curves)
     val run_parameters                                  // the resolved pipeline parameters, one line of JSON
 
     output:
@@ -25,7 +26,7 @@ process REPORT {
     ${run_parameters}
     UNICOAL_PARAMETERS_JSON
     unicoal report --tables ${tables} --figures ${figures} --cohort ${samplesheet} ${sidecars} --versions ${versions} \\
-        --params parameters.json --configs configs --out report.html ${args}
+        --params parameters.json --configs configs --curves ${curves} --out report.html ${args}
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":

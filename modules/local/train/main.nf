@@ -12,7 +12,7 @@ process TRAIN {
 
     output:
     tuple val(meta), path("${meta.id}/model.pt"), emit: checkpoint   // the exported (EMA) model
-    tuple val(meta), path("${meta.id}")         , emit: run          // model.pt, config.json, log.csv
+    tuple val(meta), path("${meta.id}")         , emit: run          // model.pt, config.json, log.csv, val.csv (model selection)
     path 'versions.yml'                         , emit: versions
 
     script:
@@ -66,7 +66,7 @@ process TRAIN {
     [ "\$rc" = 0 ] || exit "\$rc"
 
     rm -rf ${meta.id} ${meta.id}.tmp && mkdir ${meta.id}.tmp
-    for f in model.pt config.json log.csv; do [ -e "\$run_dir/\$f" ] && cp "\$run_dir/\$f" ${meta.id}.tmp/; done
+    for f in model.pt config.json log.csv val.csv; do [ -e "\$run_dir/\$f" ] && cp "\$run_dir/\$f" ${meta.id}.tmp/; done
     mv ${meta.id}.tmp ${meta.id}
 
     cat <<-END_VERSIONS > versions.yml
@@ -82,6 +82,7 @@ process TRAIN {
     # unicoal code ${task.ext.code}
     mkdir -p ${meta.id}
     touch ${meta.id}/model.pt ${meta.id}/config.json
+    printf 'step,kimg,val_psnr_head,ssim_head,best\\n' > ${meta.id}/val.csv   # validate.py's columns, no rows (no validation ran)
     printf '"%s":\\n    unicoal: stub\\n' "${task.process}" > versions.yml
     """
 }
