@@ -22,9 +22,7 @@ renders them (:func:`methods_section`).
 """
 from __future__ import annotations
 
-import csv
 import html
-import io
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -143,16 +141,12 @@ def seed_spread(records: Sequence[dict]) -> list[dict]:
     return out
 
 
-def _csv(records: Sequence[dict], columns: Sequence[str]) -> str:
+def _formatted(records: Sequence[dict], columns: Sequence[str]) -> list[dict]:
+    """Records as CSV text fields: scales and floats in the rows' spelling (``2``, ``nan``)."""
     from unicoal.evaluate.rows import format_scale, format_value
 
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
-    w.writeheader()
-    for r in records:
-        w.writerow({c: (format_scale(r[c]) if c == "scale" else format_value(r[c]) if isinstance(r[c], float) else r[c])
-                    for c in columns})
-    return buf.getvalue()
+    return [{c: (format_scale(r[c]) if c == "scale" else format_value(r[c]) if isinstance(r[c], float) else r[c])
+             for c in columns} for r in records]
 
 
 def _digits(metric: str) -> int:
@@ -212,16 +206,16 @@ def _markdown(records: Sequence[dict], seeds: Sequence[dict], convention: str = 
 
 def write_method_stats(out_dir: str | Path, rows: Sequence, level: float = 0.95) -> tuple[list[dict], list[dict]]:
     """Write ``methods.csv``, ``seeds.csv`` and ``methods.md`` into ``out_dir``; return the records."""
-    from unicoal.io import atomic_path
+    from unicoal.io import atomic_path, write_csv
 
     records = method_stats(rows, level)
     seeds = seed_spread(records)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for name, text in (("methods.csv", _csv(records, METHOD_COLUMNS)), ("seeds.csv", _csv(seeds, SEED_COLUMNS)),
-                       ("methods.md", _markdown(records, seeds))):
-        with atomic_path(out / name) as tmp:
-            tmp.write_text(text, encoding="utf-8")
+    write_csv(out / "methods.csv", METHOD_COLUMNS, _formatted(records, METHOD_COLUMNS))
+    write_csv(out / "seeds.csv", SEED_COLUMNS, _formatted(seeds, SEED_COLUMNS))
+    with atomic_path(out / "methods.md") as tmp:
+        tmp.write_text(_markdown(records, seeds), encoding="utf-8")
     return records, seeds
 
 
