@@ -153,6 +153,16 @@ def test_each_step_is_keyed_by_its_own_code(path):
         assert "code_synth[meta.method]" in block
 
 
+def test_task_closures_read_no_lazy_json_map():
+    """JsonSlurper's maps build themselves on first read, unsafely across threads: the code-hash
+    maps that every task's ext.code closure reads are copied into plain maps at config time (a
+    TRAIN and a SEGMENT_TRAIN created at once failed with `this.keys is null`)."""
+    modules = (ROOT / "conf" / "modules.config").read_text()
+    for name in ("code_steps", "code_train", "code_synth"):
+        m = re.search(rf"^def {name} = (.+)$", modules, re.M)
+        assert m and m.group(1).startswith("new LinkedHashMap") and m.group(1).endswith(".asImmutable()"), (name, m and m.group(1))
+
+
 def test_no_task_sees_the_params_map_or_a_work_directory_path():
     main = _code((ROOT / "main.nf").read_text())
     assert "toJson(params)" not in main and "PARAMS_VALIDATE" not in main
