@@ -332,8 +332,12 @@ workflow BENCHMARK {
 
     // DSC: nnU-Net v2 trained on real target-modality images, applied to synthesized ones
     if (params.dice) {
-        dice_jobs = predictions.filter { meta, pred -> meta.dice == 'true' }
-        seg_modalities = dice_jobs.map { meta, pred -> meta.target }.unique()
+        // the modalities (and datasets) to segment, from the plan rather than from the synthesized
+        // volumes: nnU-Net (hours) trains beside the synthesis models from the start, also when no
+        // untrained reference row (Copy) is synthesized first (--methods without references), instead
+        // of waiting for the first model to finish; the task's inputs, and so its cache key, are the same
+        dice_jobs = synth_jobs.map { row -> jobMeta(row) }.filter { meta -> meta.dice == 'true' }
+        seg_modalities = dice_jobs.map { meta -> meta.target }.unique()
         SEGMENT_TRAIN(seg_modalities.combine(train_items.map { items -> [items] })
             .map { mod, items ->
                 def mine = items.findAll { item -> item.modality == mod && item.label }
@@ -351,7 +355,7 @@ workflow BENCHMARK {
             .combine(labelled, by: 0)
             .map { subject, meta, vol, label -> [subject: subject, modality: meta.modality, split: meta.split, volume: vol, label: label] }
             .toSortedList { a, b -> "${a.subject}/${a.modality}" <=> "${b.subject}/${b.modality}" }
-        SEGMENT_REAL(dice_jobs.map { meta, pred -> [meta.target, meta.dataset ?: ''] }.unique()
+        SEGMENT_REAL(dice_jobs.map { meta -> [meta.target, meta.dataset ?: ''] }.unique()
             .combine(models, by: 0)
             .combine(test_items.map { items -> [items] })
             .map { mod, dataset, model, items ->

@@ -37,7 +37,7 @@ CELLS = {
 
 def bench_param(name: str) -> str:
     """One `params` value of conf/bench.config, as written (``24``, ``'bench'``, ``null``)."""
-    m = re.search(rf"^\s*{name}\s*=\s*(\S+)", BENCH_CONFIG.read_text(), re.M)
+    m = re.search(rf"^\s*{name}\s*=\s*('[^']*'|\S+)", BENCH_CONFIG.read_text(), re.M)
     assert m, f"conf/bench.config sets no params.{name}"
     return m.group(1).strip("'\"")
 
@@ -173,6 +173,20 @@ def test_schema_accepts_plan_profile_bench():
     schema = load_schema(ROOT / "nextflow_schema.json")
     assert validate_params({"plan_profile": "bench"}, schema) == []
     assert validate_params({"plan_profile": "benchmark"}, schema)
+
+
+def test_bench_nnunet_learns_from_every_subject_outside_the_test_split():
+    """The bench's segmenter (an instrument, it selects no method) learns from train + val; the
+    schema never lets a run train it on the test split."""
+    from unicoal.params import load_schema, validate_params
+    schema = load_schema(ROOT / "nextflow_schema.json")
+    assert bench_param("seg_splits") == "train val"
+    assert validate_params({"seg_splits": "train val"}, schema) == []
+    assert validate_params({"seg_splits": "train val test"}, schema) and validate_params({"seg_splits": "test"}, schema)
+    # SEGMENT_TRAIN's export passes the splits on; the default (train) adds no flag, so a default
+    # run's nnU-Net cache keys are those of before the parameter
+    block = (ROOT / "conf" / "modules.config").read_text().split("withName: 'SEGMENT_TRAIN'")[1].split("withName:")[0]
+    assert re.search(r"ext\.export_args.*params\.seg_splits != 'train' \? \"--split \$\{params\.seg_splits\}\"", block)
 
 
 @pytest.mark.slow

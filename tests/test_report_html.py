@@ -119,7 +119,7 @@ def run_report(tmp_path_factory):
     vol = d / "IXI000_T1.nii.gz"
     vol.write_bytes(b"not really a volume, but a file to checksum")
     (d / "sheet.csv").write_text(f"subject,modality,path,label,split\nIXI000,T1,{vol.name},,test\n")
-    (d / "params.json").write_text('{"dice": true, "nnunet_epochs": 3, "nnunet_train_args": "--iterations-per-epoch 10", "seg_regions": "lesion"}')
+    (d / "params.json").write_text('{"dice": true, "nnunet_epochs": 3, "nnunet_train_args": "--iterations-per-epoch 10", "seg_regions": "lesion", "seg_splits": "train val"}')
     (d / "configs").mkdir()
     (d / "configs" / "table4-uni-coal-ixi.yaml").write_text("method: unicoal\nmodel:\n  modalities: [T1, T2]\n")
     out = d / "report.html"
@@ -150,6 +150,7 @@ def test_run_report_has_distributions_pvalues_reference_rows_and_provenance(run_
     assert digest in text and "IXI000_T1.nii.gz" in text  # input checksum
     assert "git revision of the unicoal source" in text and "table4-uni-coal-ixi.yaml" in text
     assert "nnU-Net epochs</td><td>3</td>" in text
+    assert "nnU-Net training splits</td><td>train val</td>" in text  # the segmenter's training data is stated
     for pkg in ("torch", "nnunetv2", "antspyx", "ANTs (antsRegistration)"):
         assert f"<td>{pkg}</td>" in text, pkg
     conv = text.split('<section id="conventions">')[1].split("</section>")[0]
