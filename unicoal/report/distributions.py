@@ -16,25 +16,12 @@ from typing import Sequence
 
 import numpy as np
 
+from unicoal.report.specs import reference_methods
+
 __all__ = ["PANEL_METRICS", "group_rows", "render_distributions"]
 
 #: metrics drawn (the table metrics; slice-wise variants with ``slicewise``)
 PANEL_METRICS: tuple[str, ...] = ("PSNR", "SSIM", "DSC", "DSC_WT", "DSC_TC", "DSC_ET")
-
-
-def _reference_methods() -> set[str]:
-    from unicoal.evaluate.stats import method_key
-    from unicoal.report.specs import TABLE_SPECS
-
-    out = set()
-    for spec in TABLE_SPECS.values():
-        for line in spec.rows:
-            if line.role != "paper" and line.method:
-                out.add(method_key(line.method))
-        for block in spec.blocks:
-            if block.role != "paper" and block.method:
-                out.add(method_key(block.method))
-    return out
 
 
 def _method_order(table: str) -> list[str]:
@@ -80,7 +67,7 @@ def render_distributions(rows: Sequence, convention: str = "published", slicewis
 
     from unicoal.evaluate.stats import method_key
 
-    refs = _reference_methods()
+    refs = reference_methods()
     figures = []
     for table, groups in sorted(group_rows(rows, convention, slicewise).items()):
         order = _method_order(table)

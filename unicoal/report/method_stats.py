@@ -28,6 +28,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from unicoal.report.specs import reference_methods
+
 __all__ = ["METHOD_COLUMNS", "SEED_COLUMNS", "TRIVIAL", "trivial_reference", "mean_ci", "method_stats", "seed_spread",
            "write_method_stats", "methods_section"]
 
@@ -44,7 +46,6 @@ TRIVIAL: dict[str, str] = {"CMS": "Copy", "CMSR": "Copy", "SR": "Linear"}
 #: metrics summarised (all higher-is-better) and the image-metric conventions kept
 METRICS: tuple[str, ...] = ("PSNR", "SSIM", "DSC")
 CONVENTIONS: tuple[str, ...] = ("published", "brainmask")
-_REFERENCE_ROWS = ("copy", "linear", "cubic", "lanczos", "real")
 
 
 def trivial_reference(task: str) -> str | None:
@@ -125,6 +126,7 @@ def seed_spread(records: Sequence[dict]) -> list[dict]:
         cell = tuple(r[c] for c in METHOD_COLUMNS[:8])
         by_cell[cell][method_key(r["method"])] = r
     out = []
+    refs = reference_methods()
     for cell, methods in by_cell.items():
         for rec in methods.values():
             rep = replicate_of(rec["method"])
@@ -132,7 +134,7 @@ def seed_spread(records: Sequence[dict]) -> list[dict]:
                 continue
             base = methods[method_key(rep[0])]
             others = [m for k, m in methods.items() if replicate_of(m["method"]) is None and k != method_key(rep[0])
-                      and method_key(m["method"]) not in _REFERENCE_ROWS and math.isfinite(m["mean"])]
+                      and method_key(m["method"]) not in refs and math.isfinite(m["mean"])]
             nearest = min(others, key=lambda m: abs(m["mean"] - base["mean"]), default=None)
             out.append({**dict(zip(SEED_COLUMNS[:8], cell)), "method": rep[0], "seed": rep[1],
                         "mean_seed0": base["mean"], "mean_seed": rec["mean"], "spread": abs(rec["mean"] - base["mean"]),
@@ -171,10 +173,12 @@ def _markdown(records: Sequence[dict], seeds: Sequence[dict], convention: str = 
                   f"(image metrics inside the brain mask; reference {trivial_reference(task) or '-'})", ""]
         head = ["method"] + [h for m in metrics for h in (f"{m} mean ± sd", f"{m} 95% CI", f"{m} Δ ref [95% CI], wins")]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        refs = reference_methods()
+
         def order(name: str) -> tuple:  # learned methods by the first metric's mean, references last
             first = methods[name].get(metrics[0]) or {}
             mean = first.get("mean", math.nan)
-            return (method_key(name.partition("@")[0]) in _REFERENCE_ROWS, -mean if math.isfinite(mean) else math.inf, name)
+            return (method_key(name.partition("@")[0]) in refs, -mean if math.isfinite(mean) else math.inf, name)
 
         for name in sorted(methods, key=order):
             row = [name]

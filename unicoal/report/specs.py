@@ -36,6 +36,7 @@ __all__ = [
     "table_key",
     "reference_method_for",
     "holm_family",
+    "reference_methods",
     "ROLES",
     "REFERENCE_GROUP",
     "METHOD_NOTES",
@@ -378,6 +379,16 @@ _TABLE6 = TableSpec(
 )
 
 TABLE_SPECS: dict[str, TableSpec] = {s.name: s for s in (_TABLE1, _TABLE2, _TABLE3, _TABLE4, _TABLE5, _TABLE6, _TABLE1_REGIONS)}
+
+
+def reference_methods() -> set[str]:
+    """The :func:`~unicoal.evaluate.stats.method_key` of every row that is not a method of the
+    paper (the copy-source and interpolation references, the real-image upper bound), over all tables."""
+    from unicoal.evaluate.stats import method_key
+
+    out = {method_key(line.method) for spec in TABLE_SPECS.values() for line in spec.rows if line.role != "paper" and line.method}
+    out |= {method_key(b.method) for spec in TABLE_SPECS.values() for b in spec.blocks if b.role != "paper" and b.method}
+    return out
 
 
 def holm_family(table: str, method: str) -> str:
